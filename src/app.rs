@@ -1,0 +1,160 @@
+//! The app factory: a whole proxy built from settings and started, in-process. `main` runs it
+//! until a signal; tests start it on 127.0.0.1:0 and drive it over real sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{RandomUnavailable, TokenHasher};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pipeline::{Live, Proxy};
+use crate::server::{self, Drained, InFlight};
+use crate::upstream::UpstreamSetupError;
+
+/// How long the admin listener gets to finish after the proxy listener has drained.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamSetupError),
+    /// No random key for token hashing.
+    #[error(transparent)]
+    Random(#[from] RandomUnavailable),
+}
+
+/// A started proxy: its addresses, its state, and the handle that stops it.
+#[derive(Debug)]
+pub struct RunningProxy {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    in_flight: InFlight,
+    stop: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    served: JoinHandle<Drained>,
+    admin: JoinHandle<Drained>,
+}
+
+/// Binds both listeners and starts serving.
+pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
+    let listener = bind(settings.server.listen).await?;
+    let admin_listener = bind(settings.server.admin_listen).await?;
+    let addr = local_addr(&listener, settings.server.listen)?;
+    let admin_addr = local_addr(&admin_listener, settings.server.admin_listen)?;
+    let grace = settings.server.shutdown_grace;
+
+    let metrics = Arc::new(Metrics::default());
+    let proxy = Arc::new(Proxy::new(
+        Live::new(settings)?,
+        TokenHasher::random()?,
+        metrics,
+    ));
+    let in_flight = InFlight::default();
+    let (stop, stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+
+    let handler = {
+        let proxy = Arc::clone(&proxy);
+        move |request, client| {
+            let proxy = Arc::clone(&proxy);
+            async move { proxy.handle(request, client).await }
+        }
+    };
+    let served = tokio::spawn(server::serve(
+        listener,
+        handler,
+        stopped.clone(),
+        grace,
+        in_flight.clone(),
+    ));
+    let admin_handler = {
+        let proxy = Arc::clone(&proxy);
+        move |request, _client| server::handle_admin(request, Arc::clone(&proxy), stopped.clone())
+    };
+    let admin = tokio::spawn(server::serve(
+        admin_listener,
+        admin_handler,
+        admin_stopped,
+        ADMIN_GRACE,
+        InFlight::default(),
+    ));
+    tracing::info!(%addr, %admin_addr, "itwin-proxy listening");
+    Ok(RunningProxy {
+        addr,
+        admin_addr,
+        proxy,
+        in_flight,
+        stop,
+        stop_admin,
+        served,
+        admin,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl RunningProxy {
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where the admin endpoints listen.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The proxy's state.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count()
+    }
+
+    /// Starts the graceful end: `/readyz` turns 503 and the proxy listener stops accepting.
+    pub fn begin_shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Shuts down gracefully: stops accepting, lets in-flight requests finish within
+    /// `server.shutdown_grace`, then stops the admin listener. Returns how many requests
+    /// were cut at the deadline.
+    pub async fn shutdown(self) -> Drained {
+        self.begin_shutdown();
+        let drained = self.served.await.unwrap_or(Drained { cut: 0 });
+        self.stop_admin.send_replace(true);
+        if self.admin.await.is_err() {
+            tracing::debug!("admin listener task ended abnormally");
+        }
+        drained
+    }
+}

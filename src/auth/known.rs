@@ -1,0 +1,124 @@
+//! Tokens the upstream has accepted: the proof that lets a token be served from the cache.
+//!
+//! A token becomes known-valid when the upstream answers it with a 2xx on the cached route,
+//! stays so until its `exp` (at most [`MAX_REMEMBER`] for a token without one), and is
+//! forgotten at once when the upstream answers it 401 or 403. Only keyed hashes are held.
+
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::hash::TokenHash;
+use super::token::Token;
+
+/// The longest a token is remembered, also for tokens without `exp`.
+pub const MAX_REMEMBER: Duration = Duration::from_secs(3600);
+
+/// How many tokens are remembered at most; the least recently used are forgotten first.
+const MAX_TOKENS: u64 = 200_000;
+
+/// Expires each remembered token after its own lifetime.
+struct UntilExpiry;
+
+impl Expiry<TokenHash, Duration> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        lifetime: &Duration,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(*lifetime)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenHash,
+        lifetime: &Duration,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(*lifetime)
+    }
+}
+
+/// The set of known-valid tokens, by keyed hash.
+#[derive(Clone)]
+pub struct KnownTokens {
+    tokens: Cache<TokenHash, Duration>,
+}
+
+impl std::fmt::Debug for KnownTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownTokens")
+            .field("count", &self.tokens.entry_count())
+            .finish()
+    }
+}
+
+impl Default for KnownTokens {
+    fn default() -> Self {
+        Self {
+            tokens: Cache::builder()
+                .max_capacity(MAX_TOKENS)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+}
+
+impl KnownTokens {
+    /// Remembers that the upstream accepted `token`, until its `exp` (`now` in epoch
+    /// seconds) or [`MAX_REMEMBER`], whichever comes first.
+    pub async fn remember(&self, token: &Token, now: u64) {
+        let lifetime = match token.expires_at {
+            Some(exp) if exp <= now => return,
+            Some(exp) => Duration::from_secs(exp - now).min(MAX_REMEMBER),
+            None => MAX_REMEMBER,
+        };
+        self.tokens.insert(token.hash, lifetime).await;
+    }
+
+    /// Forgets `token`: the upstream refused it.
+    pub async fn forget(&self, hash: &TokenHash) {
+        self.tokens.invalidate(hash).await;
+    }
+
+    /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
+    pub async fn is_known(&self, token: &Token, now: u64) -> bool {
+        token.is_current(now) && self.tokens.contains_key(&token.hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenHasher;
+
+    #[tokio::test]
+    async fn remembered_until_forgotten() {
+        let hasher = TokenHasher::random().unwrap();
+        let known = KnownTokens::default();
+        let token = Token::parse("opaque", &hasher);
+        assert!(!known.is_known(&token, 100).await);
+        known.remember(&token, 100).await;
+        assert!(known.is_known(&token, 100).await);
+        known.forget(&token.hash).await;
+        assert!(!known.is_known(&token, 100).await);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_not_known() {
+        let hasher = TokenHasher::random().unwrap();
+        let known = KnownTokens::default();
+        let mut token = Token::parse("opaque", &hasher);
+        token.expires_at = Some(200);
+        known.remember(&token, 100).await;
+        assert!(known.is_known(&token, 199).await);
+        assert!(!known.is_known(&token, 200).await);
+        let mut stale = Token::parse("other", &hasher);
+        stale.expires_at = Some(50);
+        known.remember(&stale, 100).await;
+        assert!(!known.is_known(&stale, 10).await, "never remembered past exp");
+    }
+}

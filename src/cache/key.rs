@@ -1,0 +1,168 @@
+//! The one function that decides which requests share a cached page.
+//!
+//! Cache poisoning and data leaks are born here, so the rule is strict: a request is cacheable
+//! only when its query holds exactly the parameters the upstream documents (`imodelId`, and
+//! optionally `$top` and `$skip`), each once, spelled exactly so after percent-decoding.
+//! Anything else is forwarded untouched. The key holds everything that can change the page:
+//! the subject, the decoded parameters, and the `Accept` and `Prefer` headers.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use percent_encoding::percent_decode_str;
+
+use crate::auth::Subject;
+
+/// The parameters of a cacheable connections-list query, percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageQuery {
+    /// `imodelId`.
+    pub imodel_id: Arc<str>,
+    /// `$top`, as sent.
+    pub top: Option<Box<str>>,
+    /// `$skip`, as sent.
+    pub skip: Option<Box<str>>,
+}
+
+impl PageQuery {
+    /// The cacheable reading of `query`, or `None` when the query is anything other than
+    /// `imodelId` plus optional `$top` and `$skip`, each exactly once, in any order.
+    pub fn parse(query: Option<&str>) -> Option<Self> {
+        let (mut imodel_id, mut top, mut skip) = (None, None, None);
+        for pair in query?.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=')?;
+            let name = percent_decode_str(name).decode_utf8().ok()?;
+            let value = percent_decode_str(value).decode_utf8().ok()?;
+            let slot = match name.as_ref() {
+                "imodelId" => &mut imodel_id,
+                "$top" => &mut top,
+                "$skip" => &mut skip,
+                _ => return None,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return None;
+            }
+        }
+        Some(Self {
+            imodel_id: imodel_id.filter(|id| !id.is_empty())?.into(),
+            top: top.map(String::into_boxed_str),
+            skip: skip.map(String::into_boxed_str),
+        })
+    }
+}
+
+/// Identifies one cached page: whose it is, which page, and in which representation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The subject the page was fetched for.
+    pub subject: Subject,
+    /// Which page of which iModel.
+    pub query: PageQuery,
+    /// The `Accept` values, joined.
+    pub accept: Option<HeaderValue>,
+    /// The `Prefer` values, joined.
+    pub prefer: Option<HeaderValue>,
+}
+
+impl CacheKey {
+    /// The key of a request by `subject` for `query` with these request headers.
+    pub fn new(subject: Subject, query: PageQuery, headers: &HeaderMap) -> Self {
+        Self {
+            subject,
+            query,
+            accept: joined(headers, &header::ACCEPT),
+            prefer: joined(headers, &HeaderName::from_static("prefer")),
+        }
+    }
+
+    /// Approximate bytes the key takes in memory, for the cache's weigher.
+    pub fn weight(&self) -> usize {
+        let subject = match &self.subject {
+            Subject::Claim(sub) => sub.len(),
+            Subject::Opaque(_) => 32,
+        };
+        let header = |v: &Option<HeaderValue>| v.as_ref().map_or(0, HeaderValue::len);
+        subject
+            + self.query.imodel_id.len()
+            + self.query.top.as_deref().map_or(0, str::len)
+            + self.query.skip.as_deref().map_or(0, str::len)
+            + header(&self.accept)
+            + header(&self.prefer)
+            + std::mem::size_of::<Self>()
+    }
+}
+
+/// All values of a header as one, so that two headers and one comma-joined header key alike.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut all = first.as_bytes().to_vec();
+    for value in values {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(value.as_bytes());
+    }
+    HeaderValue::from_bytes(&all).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Option<PageQuery> {
+        PageQuery::parse(Some(q))
+    }
+
+    #[test]
+    fn order_and_encoding_do_not_matter() {
+        let a = parse("imodelId=m1&$top=10&$skip=20").unwrap();
+        let b = parse("%24skip=20&%24top=10&imodelId=m%31").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(&*a.imodel_id, "m1");
+        assert_eq!(a.top.as_deref(), Some("10"));
+    }
+
+    #[test]
+    fn anything_else_is_not_cacheable() {
+        assert!(parse("imodelId=m1&$top=1&$top=2").is_none(), "repeated");
+        assert!(parse("imodelId=m1&other=1").is_none(), "unknown");
+        assert!(parse("imodelid=m1").is_none(), "another case");
+        assert!(parse("imodelId=m1&$Top=1").is_none(), "another case");
+        assert!(parse("$top=1").is_none(), "no iModel");
+        assert!(parse("imodelId=").is_none(), "empty iModel");
+        assert!(parse("imodelId").is_none(), "no value");
+        assert!(parse("imodelId=%ff").is_none(), "not UTF-8");
+        assert!(PageQuery::parse(None).is_none());
+        assert!(parse("imodelId=m1&").is_some(), "a trailing & is harmless");
+    }
+
+    #[test]
+    fn accept_and_prefer_split_keys() {
+        let query = parse("imodelId=m1").unwrap();
+        let subject = Subject::Claim("alice".into());
+        let mut headers = HeaderMap::new();
+        let plain = CacheKey::new(subject.clone(), query.clone(), &headers);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let accept = CacheKey::new(subject.clone(), query.clone(), &headers);
+        headers.insert("prefer", HeaderValue::from_static("return=minimal"));
+        let prefer = CacheKey::new(subject.clone(), query.clone(), &headers);
+        assert_ne!(plain, accept);
+        assert_ne!(accept, prefer);
+        let other = CacheKey::new(Subject::Claim("bob".into()), query, &headers);
+        assert_ne!(prefer, other);
+    }
+
+    #[test]
+    fn repeated_headers_join() {
+        let mut two = HeaderMap::new();
+        two.append(header::ACCEPT, HeaderValue::from_static("a/b"));
+        two.append(header::ACCEPT, HeaderValue::from_static("c/d"));
+        let mut one = HeaderMap::new();
+        one.insert(header::ACCEPT, HeaderValue::from_static("a/b, c/d"));
+        let query = parse("imodelId=m1").unwrap();
+        let subject = Subject::Claim("alice".into());
+        assert_eq!(
+            CacheKey::new(subject.clone(), query.clone(), &two),
+            CacheKey::new(subject, query, &one)
+        );
+    }
+}

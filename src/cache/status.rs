@@ -1,0 +1,78 @@
+//! The cache's one vocabulary: what happened to a request, as the `Cache-Status` header
+//! (RFC 9211) and as the `cache` label of the request metric.
+
+use http::HeaderValue;
+
+/// The cache's name in `Cache-Status`.
+const CACHE_NAME: &str = "itwin-proxy";
+
+/// What the cache did for one request of the cached route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from a fresh page that has `ttl_secs` of freshness left.
+    Hit {
+        /// Whole seconds of freshness left.
+        ttl_secs: u64,
+    },
+    /// Fetched from the upstream; `stored` when the answer was kept.
+    Miss {
+        /// Whether the answer was stored.
+        stored: bool,
+    },
+    /// Waited on another request's upstream call and shared its answer.
+    Collapsed,
+    /// A page was present but this request could not use it (its token is not yet
+    /// known-valid, or it asked for `no-cache`), so it went upstream.
+    Request,
+    /// Not cacheable (another method or query shape): forwarded as is.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The `Cache-Status` header value.
+    pub fn header_value(&self) -> HeaderValue {
+        let text = match self {
+            Self::Hit { ttl_secs } => format!("{CACHE_NAME}; hit; ttl={ttl_secs}"),
+            Self::Miss { stored: true } => format!("{CACHE_NAME}; fwd=uri-miss; stored"),
+            Self::Miss { stored: false } => format!("{CACHE_NAME}; fwd=uri-miss"),
+            Self::Collapsed => format!("{CACHE_NAME}; fwd=uri-miss; collapsed"),
+            Self::Request => format!("{CACHE_NAME}; fwd=request"),
+            Self::Bypass => format!("{CACHE_NAME}; fwd=bypass"),
+        };
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(CACHE_NAME))
+    }
+
+    /// The `cache` label of `itwin_proxy_requests_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Hit { .. } => "hit",
+            Self::Miss { .. } | Self::Request => "miss",
+            Self::Collapsed => "collapsed",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_follow_rfc_9211() {
+        assert_eq!(
+            CacheStatus::Hit { ttl_secs: 42 }.header_value(),
+            "itwin-proxy; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheStatus::Miss { stored: true }.header_value(),
+            "itwin-proxy; fwd=uri-miss; stored"
+        );
+        assert_eq!(
+            CacheStatus::Collapsed.header_value(),
+            "itwin-proxy; fwd=uri-miss; collapsed"
+        );
+        assert_eq!(CacheStatus::Request.header_value(), "itwin-proxy; fwd=request");
+        assert_eq!(CacheStatus::Bypass.header_value(), "itwin-proxy; fwd=bypass");
+        assert_eq!(CacheStatus::Request.label(), "miss");
+    }
+}

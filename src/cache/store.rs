@@ -1,0 +1,193 @@
+//! Where pages live: a moka cache weighed by the bytes each page takes, so `cache.max_bytes`
+//! bounds memory, with freshness judged on tokio's clock so tests can pause time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, header};
+use moka::future::Cache;
+use tokio::time::Instant;
+
+use super::key::CacheKey;
+use crate::config::CacheSettings;
+
+/// The response headers worth replaying from a stored page; the rest describe one exchange
+/// (dates, correlation ids, cookies) and are not kept.
+const STORED_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LOCATION,
+    header::LINK,
+    header::ETAG,
+    header::LAST_MODIFIED,
+];
+
+/// One stored 200 answer: links already rewritten, ready to clone onto a response.
+#[derive(Debug)]
+pub struct CachedPage {
+    /// The kept headers.
+    pub headers: HeaderMap,
+    /// The rewritten body.
+    pub body: Bytes,
+    /// When the upstream answered it.
+    pub stored_at: Instant,
+}
+
+impl CachedPage {
+    /// A page from an upstream answer's headers (only those worth replaying are kept).
+    pub fn new(headers: &HeaderMap, body: Bytes, stored_at: Instant) -> Self {
+        let mut kept = HeaderMap::new();
+        for name in &STORED_HEADERS {
+            for value in headers.get_all(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        Self {
+            headers: kept,
+            body,
+            stored_at,
+        }
+    }
+
+    fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        self.body.len() + headers + std::mem::size_of::<Self>()
+    }
+}
+
+/// A fresh page and how long it stays fresh.
+#[derive(Debug)]
+pub struct FreshPage {
+    /// The page.
+    pub page: Arc<CachedPage>,
+    /// Whole seconds since it was stored.
+    pub age_secs: u64,
+    /// Whole seconds of freshness left.
+    pub ttl_secs: u64,
+}
+
+/// The page cache of one proxy.
+#[derive(Clone)]
+pub struct PageCache {
+    pages: Cache<CacheKey, Arc<CachedPage>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("entries", &self.pages.entry_count())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl PageCache {
+    /// An empty cache bounded by `settings.max_bytes`. Pages are kept past `ttl` for as long
+    /// as they may still be served stale.
+    pub fn new(settings: &CacheSettings) -> Self {
+        let keep = settings.ttl + settings.stale_if_error.max(settings.stale_while_revalidate);
+        let pages = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|key: &CacheKey, page: &Arc<CachedPage>| {
+                u32::try_from(key.weight() + page.weight()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(keep)
+            .build();
+        Self {
+            pages,
+            ttl: settings.ttl,
+        }
+    }
+
+    /// The page under `key` if it is still fresh at `now`.
+    pub async fn fresh(&self, key: &CacheKey, now: Instant) -> Option<FreshPage> {
+        let page = self.pages.get(key).await?;
+        let age = now.saturating_duration_since(page.stored_at);
+        let left = self.ttl.checked_sub(age).filter(|left| !left.is_zero())?;
+        Some(FreshPage {
+            page,
+            age_secs: age.as_secs(),
+            ttl_secs: left.as_secs(),
+        })
+    }
+
+    /// Whether any page, fresh or not, is held under `key`.
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.pages.contains_key(key)
+    }
+
+    /// Stores `page` under `key`, replacing what was there.
+    pub async fn store(&self, key: CacheKey, page: CachedPage) {
+        self.pages.insert(key, Arc::new(page)).await;
+    }
+
+    /// How many pages are held (approximate until pending work runs).
+    pub fn entry_count(&self) -> u64 {
+        self.pages.entry_count()
+    }
+
+    /// How many bytes the held pages weigh (approximate until pending work runs).
+    pub fn weighted_size(&self) -> u64 {
+        self.pages.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Subject;
+    use crate::cache::PageQuery;
+    use http::HeaderValue;
+
+    fn settings(max_bytes: u64) -> CacheSettings {
+        CacheSettings {
+            ttl: Duration::from_secs(60),
+            stale_if_error: Duration::from_secs(300),
+            stale_while_revalidate: Duration::ZERO,
+            max_bytes,
+        }
+    }
+
+    fn key(page: &str) -> CacheKey {
+        let query = PageQuery::parse(Some(&format!("imodelId=m&$skip={page}"))).unwrap();
+        CacheKey::new(Subject::Claim("alice".into()), query, &HeaderMap::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_are_fresh_for_ttl() {
+        let cache = PageCache::new(&settings(1 << 20));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::DATE, HeaderValue::from_static("today"));
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
+        cache
+            .store(key("0"), CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now()))
+            .await;
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let fresh = cache.fresh(&key("0"), Instant::now()).await.unwrap();
+        assert_eq!((fresh.age_secs, fresh.ttl_secs), (15, 45));
+        assert_eq!(fresh.page.headers.len(), 1, "only replayable headers are kept");
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert!(cache.fresh(&key("0"), Instant::now()).await.is_none());
+        assert!(cache.contains(&key("0")), "kept for stale serving");
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_the_cache() {
+        let cache = PageCache::new(&settings(64 * 1024));
+        for page in 0..64 {
+            let body = Bytes::from(vec![b' '; 4096]);
+            let stored = CachedPage::new(&HeaderMap::new(), body, Instant::now());
+            cache.store(key(&page.to_string()), stored).await;
+        }
+        cache.pages.run_pending_tasks().await;
+        assert!(cache.weighted_size() <= 64 * 1024, "{}", cache.weighted_size());
+        assert!(cache.entry_count() < 64);
+    }
+}

@@ -1,0 +1,389 @@
+//! Configuration: the TOML file and `ITWIN_PROXY__SECTION__KEY` environment overrides, merged
+//! with the `config` crate, read into the file model (`file`), validated into [`Settings`]
+//! (`validate`) with every problem reported at once, and rendered back as TOML (`render`).
+
+mod file;
+mod read;
+mod render;
+mod settings;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use config::{Config, Environment, FileFormat, Source};
+
+pub use settings::*;
+
+/// Prefix of the environment variables that override keys: `ITWIN_PROXY__UPSTREAM__BASE_URL`.
+const ENV_PREFIX: &str = "ITWIN_PROXY";
+/// Separator between prefix, section and key in an environment variable name.
+const ENV_SEPARATOR: &str = "__";
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    /// The key at fault, as `section.key` (the file's path for a file that cannot be read).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in one configuration; displayed one `key: message` per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", lines(.0))]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+fn lines(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads the file (None: built-in defaults only), applies env overrides from `env` (a map, so
+/// tests never call set_var; main passes `std::env::vars().collect()`), validates.
+///
+/// Variables without the `ITWIN_PROXY__` prefix are ignored. Every problem is reported, each
+/// naming its key: values of the wrong type, unknown keys, and invalid values alike.
+pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, ConfigErrors> {
+    let mut builder = Config::builder();
+    if let Some(path) = path {
+        let key = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigErrors(vec![ConfigProblem::new(
+                &key,
+                format!("cannot read the config file: {error}"),
+            )])
+        })?;
+        // Checked here so that a syntax error is attributed to the file, on one line, and
+        // without quoting the line (which may hold a secret).
+        toml::from_str::<toml::Table>(&text).map_err(|error| {
+            ConfigErrors(vec![ConfigProblem::new(&key, syntax_error(&text, &error))])
+        })?;
+        builder = builder.add_source(config::File::from_str(&text, FileFormat::Toml));
+    }
+    // Without `try_parsing` every variable stays a string, which `read` parses according to
+    // the key's type, so a numeric-looking audience such as "007" stays exactly as written.
+    let env_source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator(ENV_SEPARATOR)
+        .separator(ENV_SEPARATOR)
+        .source(Some(env.clone().into_iter().collect()));
+    let tree = builder
+        .add_source(env_source)
+        .build()
+        .and_then(|merged| merged.collect())
+        .map_err(|error| ConfigErrors(vec![ConfigProblem::new("config", error.to_string())]))?;
+
+    let (file, mut problems) = read::read(&tree);
+    match Settings::try_from(file) {
+        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(_) => Err(ConfigErrors(problems)),
+        Err(ConfigErrors(more)) => {
+            problems.extend(more);
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+/// "invalid TOML at line L, column C: message".
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return format!("invalid TOML: {}", error.message());
+    };
+    let line = before.matches('\n').count() + 1;
+    let last_line = before.rsplit('\n').next().unwrap_or_default();
+    let column = last_line.chars().count() + 1;
+    let message = error.message();
+    format!("invalid TOML at line {line}, column {column}: {message}")
+}
+
+impl Default for Settings {
+    /// The documented defaults (the `DEFAULT_*` constants).
+    #[expect(
+        clippy::expect_used,
+        reason = "the defaults are literals, checked by the `defaults_are_valid` test"
+    )]
+    fn default() -> Self {
+        let (defaults, _) = read::read(&config::Map::new());
+        Settings::try_from(defaults).expect("the built-in defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Writes `text` to a fresh file and loads it with `vars`.
+    pub(super) fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("config-test-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let result = load(Some(&path), &env(vars));
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    fn problems(result: Result<Settings, ConfigErrors>) -> Vec<ConfigProblem> {
+        result.unwrap_err().0
+    }
+
+    fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = load(None, &HashMap::new()).unwrap();
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            settings.upstream.base_url.as_str(),
+            "https://api.bentley.com/"
+        );
+        assert_eq!(settings.cache.ttl, Duration::from_secs(60));
+        assert_eq!(settings.cache.stale_if_error, Duration::from_secs(300));
+        assert_eq!(settings.rate_limit.requests_per_second, 8.0);
+        assert_eq!(settings.rate_limit.requests_per_hour, None);
+        assert_eq!(settings.rate_limit.key, RateLimitKey::ClientId);
+        assert_eq!(settings.auth.jwks_url, None);
+        assert_eq!(
+            settings.auth.accepted_scopes,
+            ["itwin-platform", "export:read"]
+        );
+        assert_eq!(settings.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bundled_default_toml_equals_defaults() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        assert_eq!(
+            load(Some(&path), &HashMap::new()).unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let settings = load_text(
+            "[server]\npublic_base_url = \"http://gw/bentley\"\n\
+             [upstream]\nlink_origins = [\"https://other.example\"]\n\
+             [cache]\nttl = \"250ms\"\n\
+             [rate_limit]\nrequests_per_hour = 5000\nkey = \"global\"\n\
+             [auth]\njwks_url = \"https://ims.example/keys\"\nreject_unverified = true\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.server.public_base_url.as_str(),
+            "http://gw/bentley"
+        );
+        assert_eq!(
+            settings.upstream.link_origins[0].as_str(),
+            "https://other.example/"
+        );
+        assert_eq!(settings.cache.ttl, Duration::from_millis(250));
+        assert_eq!(settings.rate_limit.requests_per_hour, Some(5000));
+        assert_eq!(settings.rate_limit.key, RateLimitKey::Global);
+        assert!(settings.auth.reject_unverified);
+        // Untouched keys keep their defaults.
+        assert_eq!(
+            settings.cache.max_bytes,
+            Settings::default().cache.max_bytes
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let settings = load_text(
+            "[rate_limit]\nburst = 3\n",
+            &[
+                (
+                    "ITWIN_PROXY__UPSTREAM__BASE_URL",
+                    "http://127.0.0.1:7000/base",
+                ),
+                ("ITWIN_PROXY__RATE_LIMIT__BURST", "5"),
+                ("ITWIN_PROXY__RATE_LIMIT__REQUESTS_PER_SECOND", "2.5"),
+                ("ITWIN_PROXY__AUTH__REJECT_UNVERIFIED", "false"),
+                ("ITWIN_PROXY__LOG__FORMAT", "json"),
+                ("OTHER__RATE_LIMIT__BURST", "not a number"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.upstream.base_url.as_str(),
+            "http://127.0.0.1:7000/base"
+        );
+        assert_eq!(settings.rate_limit.burst, 5);
+        assert_eq!(settings.rate_limit.requests_per_second, 2.5);
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn env_integer_valued_float_lists_and_numeric_strings() {
+        let settings = load(
+            None,
+            &env(&[
+                ("ITWIN_PROXY__RATE_LIMIT__REQUESTS_PER_SECOND", "8"),
+                ("ITWIN_PROXY__RATE_LIMIT__MAX_WAIT", "0s"),
+                (
+                    "ITWIN_PROXY__UPSTREAM__LINK_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("ITWIN_PROXY__AUTH__ACCEPTED_SCOPES", "one,two"),
+                ("ITWIN_PROXY__AUTH__ISSUER", "true"),
+                ("ITWIN_PROXY__AUTH__AUDIENCE", "007"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.rate_limit.requests_per_second, 8.0);
+        assert_eq!(settings.rate_limit.max_wait, Duration::ZERO);
+        let origins: Vec<&str> = settings
+            .upstream
+            .link_origins
+            .iter()
+            .map(url::Url::as_str)
+            .collect();
+        assert_eq!(origins, ["https://a.example/", "https://b.example/"]);
+        assert_eq!(settings.auth.accepted_scopes, ["one", "two"]);
+        assert_eq!(settings.auth.issuer.as_deref(), Some("true"));
+        assert_eq!(settings.auth.audience.as_deref(), Some("007"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let found = problems(load_text(
+            "[upstream]\nbase_url = \"not a url\"\n[rate_limit]\nburst = 0\n\
+             [cache]\nttl = \"5 parsecs\"\n",
+            &[],
+        ));
+        assert_eq!(
+            keys(&found),
+            ["upstream.base_url", "cache.ttl", "rate_limit.burst"]
+        );
+        assert!(
+            found[1]
+                .message
+                .starts_with("invalid duration \"5 parsecs\": ")
+        );
+        let shown = ConfigErrors(found).to_string();
+        assert!(
+            shown.lines().any(|l| l == "rate_limit.burst: must be >= 1"),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 3);
+    }
+
+    #[test]
+    fn invalid_values_name_their_keys() {
+        let found = problems(load_text(
+            "[server]\nlisten = \"localhost\"\n\
+             [upstream]\nbase_url = \"https://h/?q=1\"\nlink_origins = [\"ftp://x\"]\n\
+             connect_timeout = \"0s\"\nca_file = \"/no/such/ca.pem\"\n\
+             [cache]\nmax_bytes = 0\n\
+             [rate_limit]\nrequests_per_second = 0.0\nkey = \"ip\"\n\
+             [auth]\naccepted_scopes = []\nreject_unverified = true\n\
+             [log]\nlevel = \"info,[\"\nformat = \"xml\"\n",
+            &[],
+        ));
+        assert_eq!(
+            keys(&found),
+            [
+                "server.listen",
+                "upstream.base_url",
+                "upstream.link_origins[0]",
+                "upstream.connect_timeout",
+                "upstream.ca_file",
+                "cache.max_bytes",
+                "rate_limit.requests_per_second",
+                "rate_limit.key",
+                "auth.accepted_scopes",
+                "auth.reject_unverified",
+                "log.level",
+                "log.format",
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_and_unknown_keys_are_reported_with_the_rest() {
+        let found = problems(load_text(
+            "[server]\nlisen = \"0.0.0.0:1\"\n[rate_limit]\nburst = \"ten\"\n\
+             requests_per_hour = -1\n[cache]\nttl = 5\n[extra]\n",
+            &[
+                ("ITWIN_PROXY__LOG__LEVLE", "debug"),
+                ("ITWIN_PROXY__LOG__FORMAT", "xml"),
+            ],
+        ));
+        assert_eq!(
+            keys(&found),
+            [
+                "cache.ttl",
+                "rate_limit.burst",
+                "rate_limit.requests_per_hour",
+                "extra",
+                "log.levle",
+                "server.lisen",
+                "log.format",
+            ]
+        );
+        assert_eq!(
+            found[1].message,
+            "expected an integer, found string \"ten\""
+        );
+        assert_eq!(found[2].message, "must be >= 0");
+        assert!(
+            found[5]
+                .message
+                .starts_with("unknown key; expected one of listen, ")
+        );
+    }
+
+    #[test]
+    fn unreadable_or_malformed_files_name_the_file() {
+        let missing = PathBuf::from("/nonexistent/itwin-proxy.toml");
+        let found = problems(load(Some(&missing), &HashMap::new()));
+        assert_eq!(keys(&found), ["/nonexistent/itwin-proxy.toml"]);
+        assert!(found[0].message.starts_with("cannot read the config file"));
+
+        let found = problems(load_text("[server]\nlisten = \"secret", &[]));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].key.ends_with(".toml"), "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .starts_with("invalid TOML at line 2, column "),
+            "{found:?}"
+        );
+        assert!(!found[0].message.contains("secret"), "{found:?}");
+    }
+}

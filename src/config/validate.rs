@@ -1,0 +1,264 @@
+//! Validation: the file model to [`Settings`], every value checked and every problem reported
+//! at once with its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use url::Url;
+
+use super::file::{
+    AuthFile, CacheFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
+};
+use super::{
+    AuthSettings, CacheSettings, ConfigErrors, ConfigProblem, LogFormat, LogSettings, RateLimitKey,
+    RateLimitSettings, ServerSettings, Settings, UpstreamSettings,
+};
+
+impl TryFrom<FileConfig> for Settings {
+    type Error = ConfigErrors;
+
+    fn try_from(file: FileConfig) -> Result<Self, ConfigErrors> {
+        let mut p = Problems(Vec::new());
+        let server = server(&file.server, &mut p);
+        let upstream = upstream(&file.upstream, &mut p);
+        let cache = cache(&file.cache, &mut p);
+        let rate_limit = rate_limit(&file.rate_limit, &mut p);
+        let auth = auth(&file.auth, &mut p);
+        let log = log(&file.log, &mut p);
+        match (server, upstream, cache, rate_limit, auth, log) {
+            (
+                Some(server),
+                Some(upstream),
+                Some(cache),
+                Some(rate_limit),
+                Some(auth),
+                Some(log),
+            ) if p.0.is_empty() => Ok(Settings {
+                server,
+                upstream,
+                cache,
+                rate_limit,
+                auth,
+                log,
+            }),
+            _ => Err(ConfigErrors(p.0)),
+        }
+    }
+}
+
+/// The problems found so far.
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    /// The checked value, or `None` after recording why `key` is invalid.
+    fn check<T>(&mut self, key: &str, checked: Result<T, String>) -> Option<T> {
+        checked
+            .map_err(|message| self.0.push(ConfigProblem::new(key, message)))
+            .ok()
+    }
+}
+
+fn server(f: &ServerFile, p: &mut Problems) -> Option<ServerSettings> {
+    let listen = p.check("server.listen", socket_addr(&f.listen));
+    let public_base_url = p.check("server.public_base_url", http_url(&f.public_base_url));
+    let admin_listen = p.check("server.admin_listen", socket_addr(&f.admin_listen));
+    let shutdown_grace = p.check("server.shutdown_grace", duration(&f.shutdown_grace));
+    Some(ServerSettings {
+        listen: listen?,
+        public_base_url: public_base_url?,
+        admin_listen: admin_listen?,
+        shutdown_grace: shutdown_grace?,
+    })
+}
+
+fn upstream(f: &UpstreamFile, p: &mut Problems) -> Option<UpstreamSettings> {
+    let base_url = p.check("upstream.base_url", http_url(&f.base_url));
+    let link_origins: Vec<Option<Url>> = (f.link_origins.iter().enumerate())
+        .map(|(i, origin)| p.check(&format!("upstream.link_origins[{i}]"), http_url(origin)))
+        .collect();
+    let connect_timeout = p.check("upstream.connect_timeout", positive(&f.connect_timeout));
+    let request_timeout = p.check("upstream.request_timeout", positive(&f.request_timeout));
+    let ca_file = p.check("upstream.ca_file", ca_file(&f.ca_file));
+    Some(UpstreamSettings {
+        base_url: base_url?,
+        link_origins: link_origins.into_iter().collect::<Option<_>>()?,
+        connect_timeout: connect_timeout?,
+        request_timeout: request_timeout?,
+        ca_file: ca_file?,
+        max_rewrite_bytes: f.max_rewrite_bytes,
+    })
+}
+
+fn cache(f: &CacheFile, p: &mut Problems) -> Option<CacheSettings> {
+    let ttl = p.check("cache.ttl", positive(&f.ttl));
+    let stale_if_error = p.check("cache.stale_if_error", duration(&f.stale_if_error));
+    let stale_while_revalidate = p.check(
+        "cache.stale_while_revalidate",
+        duration(&f.stale_while_revalidate),
+    );
+    let max_bytes = p.check("cache.max_bytes", at_least_one(f.max_bytes));
+    Some(CacheSettings {
+        ttl: ttl?,
+        stale_if_error: stale_if_error?,
+        stale_while_revalidate: stale_while_revalidate?,
+        max_bytes: max_bytes?,
+    })
+}
+
+fn rate_limit(f: &RateLimitFile, p: &mut Problems) -> Option<RateLimitSettings> {
+    let requests_per_second = p.check(
+        "rate_limit.requests_per_second",
+        rate(f.requests_per_second),
+    );
+    let burst = p.check("rate_limit.burst", at_least_one(f.burst));
+    let max_wait = p.check("rate_limit.max_wait", duration(&f.max_wait));
+    let max_pause = p.check("rate_limit.max_pause", positive(&f.max_pause));
+    let keys = [
+        ("client_id", RateLimitKey::ClientId),
+        ("global", RateLimitKey::Global),
+    ];
+    let key = p.check("rate_limit.key", one_of(&f.key, keys));
+    Some(RateLimitSettings {
+        requests_per_second: requests_per_second?,
+        burst: burst?,
+        requests_per_hour: (f.requests_per_hour != 0).then_some(f.requests_per_hour),
+        max_wait: max_wait?,
+        max_pause: max_pause?,
+        key: key?,
+    })
+}
+
+fn auth(f: &AuthFile, p: &mut Problems) -> Option<AuthSettings> {
+    let jwks_url = match f.jwks_url.as_str() {
+        "" => Some(None),
+        url => p.check("auth.jwks_url", http_url(url)).map(Some),
+    };
+    let accepted_scopes = p.check("auth.accepted_scopes", scopes(&f.accepted_scopes));
+    if f.reject_unverified && f.jwks_url.is_empty() && f.issuer.is_empty() {
+        let message = "needs auth.jwks_url or auth.issuer to verify tokens with";
+        p.0.push(ConfigProblem::new("auth.reject_unverified", message));
+    }
+    Some(AuthSettings {
+        jwks_url: jwks_url?,
+        issuer: non_empty(&f.issuer),
+        audience: non_empty(&f.audience),
+        accepted_scopes: accepted_scopes?,
+        reject_unverified: f.reject_unverified,
+    })
+}
+
+fn log(f: &LogFile, p: &mut Problems) -> Option<LogSettings> {
+    let level = p.check("log.level", filter(&f.level));
+    let formats = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    let format = p.check("log.format", one_of(&f.format, formats));
+    Some(LogSettings {
+        level: level?,
+        format: format?,
+    })
+}
+
+fn rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(rate)
+    } else {
+        Err(format!("must be a finite number > 0, found {rate}"))
+    }
+}
+
+fn scopes(scopes: &[String]) -> Result<Vec<String>, String> {
+    match scopes {
+        [] => Err("must list at least one scope".to_owned()),
+        _ if scopes.iter().any(String::is_empty) => Err("a scope must not be empty".to_owned()),
+        _ => Ok(scopes.to_vec()),
+    }
+}
+
+/// A tracing filter directive, as `EnvFilter` will parse it when logging starts.
+fn filter(level: &str) -> Result<String, String> {
+    if level.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    EnvFilter::try_new(level)
+        .map(|_| level.to_owned())
+        .map_err(|error| format!("invalid filter {level:?}: {error}"))
+}
+
+/// The value named by `text`, e.g. `"json"` to [`LogFormat::Json`].
+fn one_of<T: Copy, const N: usize>(text: &str, choices: [(&str, T); N]) -> Result<T, String> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some((_, value)) => Ok(*value),
+        None => {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect();
+            Err(format!("must be {}, found {text:?}", names.join(" or ")))
+        }
+    }
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("invalid address {text:?}: expected IP:port, such as \"127.0.0.1:8080\"")
+    })
+}
+
+/// An http or https URL with a host and without query or fragment. The text is not echoed in
+/// messages, since it may hold credentials.
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|error| format!("invalid URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http or https URL, not {}",
+            url.scheme()
+        ));
+    }
+    if !url.has_host() {
+        return Err("the URL must have a host".to_owned());
+    }
+    if url.query().is_some() {
+        return Err("the URL must not have a query".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("the URL must not have a fragment".to_owned());
+    }
+    Ok(url)
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|error| format!("invalid duration {text:?}: {error}"))
+}
+
+fn positive(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err(format!("must be > 0, found {text:?}")),
+        positive => Ok(positive),
+    }
+}
+
+fn at_least_one<T: PartialOrd + From<u8>>(value: T) -> Result<T, String> {
+    if value >= T::from(1) {
+        Ok(value)
+    } else {
+        Err("must be >= 1".to_owned())
+    }
+}
+
+/// Empty means no extra CA; otherwise the file must exist (relative to the working directory).
+fn ca_file(text: &str) -> Result<Option<PathBuf>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match std::fs::metadata(text) {
+        Ok(metadata) if metadata.is_file() => Ok(Some(PathBuf::from(text))),
+        Ok(_) => Err(format!("{text:?} is not a file")),
+        Err(error) => Err(format!("cannot use {text:?}: {error}")),
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}

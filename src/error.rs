@@ -1,0 +1,143 @@
+//! The errors the proxy answers itself, and the one place they become HTTP responses.
+//!
+//! Every error is classified by its source (the client, the upstream, the budget, the proxy
+//! itself) and answered in the upstream's error shape, `{"error":{"code":..,"message":..}}`.
+//! Details that would help an attacker or leak internals (socket errors, panics) go to the
+//! log, never into the body.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, ProxyBody};
+
+/// Something the proxy answers itself instead of relaying an upstream answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProxyError {
+    /// The cached route was called without `Authorization: Bearer <token>`.
+    #[error("Header Authorization was not found in the request. Access denied.")]
+    MissingAuthorization,
+    /// The request is malformed or would make the proxy an open proxy.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// The outbound budget has no permit within the allowed wait.
+    #[error("the upstream budget is spent; retry after {retry_after_secs} s")]
+    TooManyRequests {
+        /// Whole seconds until a permit is due, at least 1.
+        retry_after_secs: u64,
+    },
+    /// The upstream could not be reached or broke off the exchange.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    /// The upstream did not answer within `upstream.request_timeout`.
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    /// A fault of the proxy itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingAuthorization => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `error.code` of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingAuthorization => "HeaderNotFound",
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
+            Self::UpstreamTimeout => "UpstreamTimeout",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The human-readable `error.message`: the display text for client errors, a generic
+    /// sentence where the display text carries internals.
+    fn public_message(&self) -> String {
+        match self {
+            Self::UpstreamUnavailable(_) => "The upstream service could not be reached.".into(),
+            Self::UpstreamTimeout => "The upstream service did not answer in time.".into(),
+            Self::Internal(_) => "The proxy failed to handle the request.".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The response for this error, in the upstream's error shape.
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.public_message() }
+        });
+        let mut response = Response::new(body::full(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(response: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn errors_use_the_upstream_shape() {
+        let response = ProxyError::MissingAuthorization.to_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            HeaderValue::from_static("application/json")
+        );
+        let json = body_json(response).await;
+        assert_eq!(json["error"]["code"], "HeaderNotFound");
+        assert_eq!(
+            json["error"]["message"],
+            "Header Authorization was not found in the request. Access denied."
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_carries_retry_after() {
+        let response = ProxyError::TooManyRequests {
+            retry_after_secs: 3,
+        }
+        .to_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[tokio::test]
+    async fn internals_never_reach_the_body() {
+        let response = ProxyError::UpstreamUnavailable("tcp connect error 10.0.0.7".into())
+            .to_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let json = body_json(response).await;
+        assert_eq!(json["error"]["code"], "UpstreamUnavailable");
+        assert!(!json.to_string().contains("10.0.0.7"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The cached route, `GET /export/connections`: authenticate, build the key, look up, fill
+//! (collapsed), store.
+//!
+//! A page is served from memory only to a request whose token is known-valid, current, holds
+//! an accepted scope, and whose subject owns the page. Every other request goes upstream and
+//! the upstream's answer decides; while a token is not yet known-valid, identical requests
+//! with that same token share one upstream call, never one made with another token.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::forward::{self, Outbound};
+use super::relay::{clean_headers, is_rewritable_json, rewrite_json_body};
+use super::{Live, Proxy, RequestContext};
+use crate::auth::{Token, TokenHash, bearer_token};
+use crate::body::{self, ProxyBody};
+use crate::cache::{CacheKey, CacheStatus, CachedPage, FreshPage, PageQuery, Role};
+use crate::error::ProxyError;
+
+/// Who may share an upstream call: every known-valid request for a key, or only the requests
+/// carrying one not-yet-known token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum FlightKey {
+    /// Requests whose tokens are known-valid for the key's subject.
+    Verified(CacheKey),
+    /// Requests carrying this one token, not yet known-valid.
+    Unverified(TokenHash, CacheKey),
+}
+
+/// An upstream answer on the cached route, read whole and rewritten, shareable by every
+/// request that waited for it.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored: bool,
+}
+
+/// What a fill hands to the requests that share it.
+pub(crate) type FillOutcome = Result<Arc<Fetched>, ProxyError>;
+
+/// Whether the request is cacheable at all: a GET whose query is exactly a page query.
+pub(crate) fn page_query(parts: &request::Parts, query: Option<&str>) -> Option<PageQuery> {
+    (parts.method == Method::GET)
+        .then(|| PageQuery::parse(query))
+        .flatten()
+}
+
+/// Serves one cacheable request: a fresh page when the token may see it, else the (shared)
+/// upstream answer.
+pub(crate) async fn serve(
+    proxy: &Arc<Proxy>,
+    live: &Arc<Live>,
+    parts: &request::Parts,
+    outbound: Outbound,
+    query: PageQuery,
+    ctx: &mut RequestContext,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::MissingAuthorization)?;
+    let token = Token::parse(raw_token, &proxy.hasher);
+    let now = epoch_seconds();
+    let usable = token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
+    let known = usable && proxy.known.is_known(&token, now).await;
+    let no_cache = asks_no_cache(&parts.headers);
+    let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
+
+    if known && !no_cache {
+        if let Some(fresh) = proxy.cache.fresh(&key, Instant::now()).await {
+            ctx.cache = Some(CacheStatus::Hit {
+                ttl_secs: fresh.ttl_secs,
+            });
+            return Ok(hit_response(&fresh));
+        }
+    }
+
+    let present = proxy.cache.contains(&key);
+    let flight = if known {
+        FlightKey::Verified(key.clone())
+    } else {
+        FlightKey::Unverified(token.hash, key.clone())
+    };
+    let fill = fill(
+        Arc::clone(proxy),
+        Arc::clone(live),
+        outbound,
+        token,
+        key,
+        usable,
+    );
+    let (outcome, role) = proxy
+        .flights
+        .run(flight, fill)
+        .await
+        .map_err(|abandoned| ProxyError::Internal(abandoned.to_string()))?;
+    let fetched = outcome?;
+    ctx.cache = Some(match role {
+        Role::Follower => CacheStatus::Collapsed,
+        Role::Leader if present && (!known || no_cache) => CacheStatus::Request,
+        Role::Leader => CacheStatus::Miss {
+            stored: fetched.stored,
+        },
+    });
+    Ok(fetched_response(&fetched))
+}
+
+/// The fill: one upstream call whose 200 answer, when the token may use the cache, is stored
+/// under `key` and proves the token known-valid. Runs on its own task, so it completes even if
+/// the request that started it goes away.
+async fn fill(
+    proxy: Arc<Proxy>,
+    live: Arc<Live>,
+    outbound: Outbound,
+    token: Token,
+    key: CacheKey,
+    storable: bool,
+) -> FillOutcome {
+    let mut ctx = RequestContext::default();
+    let budget = live.budgets.key_for(token.client_id.as_deref());
+    let response = forward::call(&proxy, &live, &budget, &outbound, None, &mut ctx).await?;
+    let (mut parts, incoming) = response.into_parts();
+    let body = tokio::time::timeout(live.upstream.request_timeout(), incoming.collect())
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout)?
+        .map_err(|e| ProxyError::UpstreamUnavailable(e.to_string()))?
+        .to_bytes();
+    clean_headers(&live.rewriter, &mut parts.headers);
+    let json = is_rewritable_json(&parts.headers);
+    let small = body.len() as u64 <= live.settings.upstream.max_rewrite_bytes;
+    let body = match json && small {
+        true => rewrite_json_body(&live.rewriter, &body).unwrap_or(body),
+        false => body,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+
+    let now = epoch_seconds();
+    if parts.status.is_success() {
+        proxy.known.remember(&token, now).await;
+    } else if matches!(parts.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        proxy.known.forget(&token.hash).await;
+    }
+    let stored = storable && parts.status == StatusCode::OK && small && !encoded(&parts.headers);
+    if stored {
+        let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
+        proxy.cache.store(key, page).await;
+    }
+    Ok(Arc::new(Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        stored,
+    }))
+}
+
+fn hit_response(fresh: &FreshPage) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(fresh.page.body.clone()));
+    *response.headers_mut() = fresh.page.headers.clone();
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(fresh.age_secs));
+    response
+}
+
+fn fetched_response(fetched: &Fetched) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(fetched.body.clone()));
+    *response.status_mut() = fetched.status;
+    *response.headers_mut() = fetched.headers.clone();
+    response
+}
+
+/// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or
+/// `Pragma: no-cache`).
+fn asks_no_cache(headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"))
+    };
+    has(header::CACHE_CONTROL) || has(header::PRAGMA)
+}
+
+/// Whether the body is in a content coding other than identity (such a body is not stored,
+/// since the stored headers would not describe it).
+fn encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// Seconds since the epoch, for comparing with token claims.
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_cache_is_read_from_either_header() {
+        let mut headers = HeaderMap::new();
+        assert!(!asks_no_cache(&headers));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, No-Cache"));
+        assert!(asks_no_cache(&headers));
+        let mut pragma = HeaderMap::new();
+        pragma.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        assert!(asks_no_cache(&pragma));
+    }
+}

@@ -1,0 +1,137 @@
+//! The forward phase: the outbound request built from the client's, a permit from the budget,
+//! the call, and what the upstream's answer tells the budget.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header, request};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::{Live, Proxy, RequestContext};
+use crate::body::{self, ProxyBody};
+use crate::error::ProxyError;
+use crate::headers::{add_forwarded, remove_hop_by_hop};
+use crate::ratelimit::{Admission, BudgetKey};
+
+/// A request to the upstream, without its body, so a bodiless one can be sent again.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    /// The method.
+    pub(crate) method: Method,
+    /// The upstream URI.
+    pub(crate) uri: Uri,
+    /// End-to-end headers plus the forwarding headers.
+    pub(crate) headers: HeaderMap,
+}
+
+impl Outbound {
+    /// The upstream version of a client request for `path`: hop-by-hop headers dropped, the
+    /// upstream's own `Host`, identity encoding asked for (so JSON can be rewritten), and the
+    /// `X-Forwarded-*` headers added.
+    pub(crate) fn from_client(
+        live: &Live,
+        parts: &request::Parts,
+        path: &PathAndQuery,
+        client: IpAddr,
+    ) -> Result<Self, ProxyError> {
+        let mut headers = parts.headers.clone();
+        remove_hop_by_hop(&mut headers);
+        let original_host = headers
+            .remove(header::HOST)
+            .or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+        add_forwarded(&mut headers, client, original_host.as_ref());
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        if let Ok(host) = HeaderValue::from_str(live.upstream.authority().as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        Ok(Self {
+            method: parts.method.clone(),
+            uri: live.upstream.uri_for(path)?,
+            headers,
+        })
+    }
+
+    fn request(&self, body: ProxyBody) -> Result<Request<ProxyBody>, ProxyError> {
+        let mut request = Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
+            .body(body)
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        *request.headers_mut() = self.headers.clone();
+        Ok(request)
+    }
+}
+
+/// Sends `outbound` with `body` (None: no body) once its budget grants a permit.
+///
+/// An upstream 429 or 503 that asks for a pause pauses the whole budget. A bodiless GET that
+/// met a 429 is sent once more after the pause when the pause fits in `rate_limit.max_wait`;
+/// otherwise the upstream's answer is returned as it came.
+pub(crate) async fn call(
+    proxy: &Proxy,
+    live: &Live,
+    budget: &BudgetKey,
+    outbound: &Outbound,
+    body: Option<ProxyBody>,
+    ctx: &mut RequestContext,
+) -> Result<Response<Incoming>, ProxyError> {
+    let retryable = body.is_none() && outbound.method == Method::GET;
+    let mut body = body;
+    let mut retried = false;
+    loop {
+        admit(proxy, live, budget).await?;
+        let request = outbound.request(body.take().unwrap_or_else(body::empty))?;
+        let started = Instant::now();
+        let result = live.upstream.send(request).await;
+        let latency = started.elapsed();
+        ctx.add_upstream_latency(latency);
+        proxy.metrics.record_upstream(
+            result.as_ref().ok().map(|r| r.status().as_u16()),
+            latency.as_secs_f64(),
+        );
+        let response = result?;
+        let pause = live.budgets.observe_response(
+            budget,
+            response.status(),
+            response.headers(),
+            SystemTime::now(),
+        );
+        let Some(pause) = pause else {
+            return Ok(response);
+        };
+        proxy.metrics.record_upstream_retry_after();
+        let retry = retryable
+            && !retried
+            && response.status() == StatusCode::TOO_MANY_REQUESTS
+            && pause <= live.settings.rate_limit.max_wait;
+        if !retry {
+            return Ok(response);
+        }
+        tracing::debug!(pause_ms = pause.as_millis() as u64, "retrying after upstream 429");
+        retried = true;
+    }
+}
+
+/// Takes a permit from `budget`, waiting up to `rate_limit.max_wait`.
+async fn admit(proxy: &Proxy, live: &Live, budget: &BudgetKey) -> Result<(), ProxyError> {
+    match live.budgets.acquire(budget).await {
+        Ok(Admission::Immediate) => Ok(()),
+        Ok(Admission::Delayed(_)) => {
+            proxy.metrics.record_ratelimit_delayed();
+            Ok(())
+        }
+        Err(rejection) => {
+            proxy.metrics.record_ratelimit_rejected();
+            Err(ProxyError::TooManyRequests {
+                retry_after_secs: rejection.retry_after_secs(),
+            })
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! One request, start to finish, as a sequence of named phases sharing a [`RequestContext`]:
+//!
+//! 1. [`guard`]: refuse anything that would make the proxy an open proxy;
+//! 2. [`route`]: strip the public path prefix and pick the cached route or pass-through;
+//! 3. on the cached route, [`cached::serve`]: authenticate, key, look up, fill, store;
+//!    elsewhere, [`pass_through`]: forward the body streaming;
+//! 4. [`forward::call`]: take a budget permit, call the upstream, feed its answer to the budget;
+//! 5. [`relay::relay`]: clean headers, rewrite links;
+//! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
+
+mod cached;
+mod context;
+mod forward;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, Version, header, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tracing::{Instrument, field};
+
+pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
+
+use crate::auth::{KnownTokens, TokenHasher, Token, bearer_token};
+use crate::body::{BoxError, ProxyBody};
+use crate::cache::{Flights, PageCache};
+use crate::config::Settings;
+use crate::error::ProxyError;
+use crate::metrics::{Metrics, RequestLabels};
+use crate::ratelimit::Budgets;
+use crate::rewrite::LinkRewriter;
+use crate::upstream::{Upstream, UpstreamSetupError};
+use forward::Outbound;
+
+/// Everything derived from one version of the settings; swapped whole on reload.
+#[derive(Debug)]
+pub struct Live {
+    /// The settings it was built from.
+    pub settings: Settings,
+    /// The upstream client.
+    pub upstream: Upstream,
+    /// Link rewriting toward `server.public_base_url`.
+    pub rewriter: LinkRewriter,
+    /// Outbound budgets.
+    pub budgets: Budgets,
+    /// The path prefix of `server.public_base_url`, without a trailing `/` (may be empty).
+    public_prefix: String,
+}
+
+impl Live {
+    /// Builds the per-settings state.
+    pub fn new(settings: Settings) -> Result<Self, UpstreamSetupError> {
+        let upstream = Upstream::new(&settings.upstream)?;
+        let mut origins = vec![settings.upstream.base_url.clone()];
+        origins.extend(settings.upstream.link_origins.iter().cloned());
+        let rewriter = LinkRewriter::new(&origins, &settings.server.public_base_url);
+        let budgets = Budgets::new(&settings.rate_limit);
+        let public_prefix = settings
+            .server
+            .public_base_url
+            .path()
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            settings,
+            upstream,
+            rewriter,
+            budgets,
+            public_prefix,
+        })
+    }
+}
+
+/// The proxy: state that outlives a reload (cache, known tokens, metrics) and the live
+/// settings-derived state.
+#[derive(Debug)]
+pub struct Proxy {
+    live: ArcSwap<Live>,
+    cache: PageCache,
+    flights: Flights<cached::FlightKey, cached::FillOutcome>,
+    known: KnownTokens,
+    hasher: TokenHasher,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    /// A proxy for `live`, recording into `metrics`.
+    pub fn new(live: Live, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
+        let cache = PageCache::new(&live.settings.cache);
+        Self {
+            live: ArcSwap::from_pointee(live),
+            cache,
+            flights: Flights::default(),
+            known: KnownTokens::default(),
+            hasher,
+            metrics,
+        }
+    }
+
+    /// The page cache.
+    pub fn cache(&self) -> &PageCache {
+        &self.cache
+    }
+
+    /// The metrics this proxy records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Answers one request from `client`. Never fails: every error becomes its response.
+    pub async fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let live = self.live.load_full();
+        let method = request.method().clone();
+        let span = tracing::info_span!(
+            "request",
+            http.method = %method,
+            http.route = field::Empty,
+            http.status = field::Empty,
+            cache = field::Empty,
+            upstream_ms = field::Empty,
+        );
+        let mut ctx = RequestContext::default();
+        let mut response = match self
+            .route(&live, request, client, &mut ctx)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                span.in_scope(|| tracing::warn!(%error, "request failed"));
+                error.to_response()
+            }
+        };
+        if ctx.is_cached_route() {
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            if let Some(status) = ctx.cache {
+                headers.insert("cache-status", status.header_value());
+            }
+        }
+        self.finish(&span, &method, &ctx, &response, started);
+        response
+    }
+
+    /// Phase 2: strips the public path prefix and dispatches.
+    async fn route(
+        self: &Arc<Self>,
+        live: &Arc<Live>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (parts, body) = request.into_parts();
+        guard(&parts)?;
+        let path = strip_prefix(&live.public_prefix, &parts)?;
+        let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
+        let on_cached_route = path.path() == CONNECTIONS_ROUTE
+            && (parts.method == Method::GET || parts.method == Method::HEAD);
+        if !on_cached_route {
+            return self.pass_through(live, &parts, outbound, body, ctx).await;
+        }
+        ctx.route = CONNECTIONS_ROUTE;
+        tracing::Span::current().record("http.route", CONNECTIONS_ROUTE);
+        if bearer_token(&parts.headers).is_none() {
+            return Err(ProxyError::MissingAuthorization);
+        }
+        match cached::page_query(&parts, path.query()) {
+            Some(query) => cached::serve(self, live, &parts, outbound, query, ctx).await,
+            None => {
+                ctx.cache = Some(crate::cache::CacheStatus::Bypass);
+                self.pass_through(live, &parts, outbound, body, ctx).await
+            }
+        }
+    }
+
+    /// Forwards a request that the cache does not serve, streaming its body both ways.
+    async fn pass_through(
+        &self,
+        live: &Live,
+        parts: &request::Parts,
+        outbound: Outbound,
+        body: Incoming,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let token = bearer_token(&parts.headers).map(|raw| Token::parse(raw, &self.hasher));
+        let budget = live
+            .budgets
+            .key_for(token.as_ref().and_then(|t| t.client_id.as_deref()));
+        let body = (!http_body::Body::is_end_stream(&body))
+            .then(|| body.map_err(BoxError::from).boxed());
+        let response = forward::call(self, live, &budget, &outbound, body, ctx).await?;
+        if let Some(token) = &token {
+            if matches!(response.status().as_u16(), 401 | 403) {
+                self.known.forget(&token.hash).await;
+            }
+        }
+        relay::relay(live, response, parts.method == Method::HEAD).await
+    }
+
+    /// Phase 6: one metric and one log line per request.
+    fn finish(
+        &self,
+        span: &tracing::Span,
+        method: &Method,
+        ctx: &RequestContext,
+        response: &Response<ProxyBody>,
+        started: Instant,
+    ) {
+        let status = response.status().as_u16();
+        self.metrics.record_request(RequestLabels {
+            route: ctx.route,
+            method: method.as_str().to_owned(),
+            status,
+            cache: ctx.cache_label(),
+        });
+        span.record("http.route", ctx.route);
+        span.record("http.status", status);
+        if let Some(status) = ctx.cache {
+            span.record("cache", status.label());
+        }
+        if let Some(latency) = ctx.upstream_latency {
+            span.record("upstream_ms", latency.as_millis() as u64);
+        }
+        span.in_scope(|| {
+            tracing::info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "request completed"
+            );
+        });
+    }
+}
+
+/// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
+/// and targets that are not a path are refused before anything is forwarded.
+fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::InvalidRequest(
+            "CONNECT is not supported: this proxy only forwards to its configured upstream.",
+        ));
+    }
+    let absolute = parts.uri.scheme().is_some() || parts.uri.authority().is_some();
+    if absolute && parts.version < Version::HTTP_2 {
+        return Err(ProxyError::InvalidRequest(
+            "Absolute-form request targets are not accepted: this proxy only forwards to its configured upstream.",
+        ));
+    }
+    if !parts.uri.path().starts_with('/') {
+        return Err(ProxyError::InvalidRequest(
+            "The request target must be a path.",
+        ));
+    }
+    Ok(())
+}
+
+/// The request's path and query with the public path prefix removed; requests outside the
+/// prefix are routed as they are.
+fn strip_prefix(prefix: &str, parts: &request::Parts) -> Result<PathAndQuery, ProxyError> {
+    let path = parts.uri.path();
+    let stripped = if prefix.is_empty() {
+        path
+    } else {
+        match path.strip_prefix(prefix) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
+    };
+    let joined = match parts.uri.query() {
+        Some(query) => format!("{stripped}?{query}"),
+        None => stripped.to_owned(),
+    };
+    PathAndQuery::try_from(joined)
+        .map_err(|_| ProxyError::InvalidRequest("The request target is not valid."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, version: Version, method: Method) -> request::Parts {
+        let (parts, ()) = Request::builder()
+            .method(method)
+            .uri(uri)
+            .version(version)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn guard_refuses_open_proxy_requests() {
+        assert!(guard(&parts("http://evil.example/x", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("evil.example:443", Version::HTTP_11, Method::CONNECT)).is_err());
+        assert!(guard(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
+        assert!(guard(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
+        assert!(
+            guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
+            "h2 always carries an authority; it is ignored, never routed on"
+        );
+    }
+
+    #[test]
+    fn prefix_is_stripped_only_at_a_segment_boundary() {
+        let strip = |uri: &str| {
+            strip_prefix("/bentley", &parts(uri, Version::HTTP_11, Method::GET))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(strip("/bentley/export/connections?a=1"), "/export/connections?a=1");
+        assert_eq!(strip("/bentley"), "/");
+        assert_eq!(strip("/bentleyx/y"), "/bentleyx/y");
+        assert_eq!(strip("/export/connections"), "/export/connections");
+    }
+}

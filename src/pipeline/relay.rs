@@ -1,0 +1,254 @@
+//! The response phase: an upstream answer made fit for the client. Hop-by-hop headers go,
+//! links in headers and JSON bodies are rewritten to lead back through the proxy, and bodies
+//! too large (or not JSON) stream through untouched.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::Live;
+use crate::body::{self, BoxError, ProxyBody};
+use crate::error::ProxyError;
+use crate::headers::remove_hop_by_hop;
+use crate::rewrite::LinkRewriter;
+
+/// Response headers whose value is a URI that may point at the upstream.
+const URI_HEADERS: [HeaderName; 2] = [header::LOCATION, header::CONTENT_LOCATION];
+
+/// Cleans the headers of an upstream answer: hop-by-hop headers removed, links rewritten.
+pub(crate) fn clean_headers(rewriter: &LinkRewriter, headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    for name in &URI_HEADERS {
+        let rewritten = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| rewriter.rewrite_href(v))
+            .and_then(|v| HeaderValue::from_str(&v).ok());
+        if let Some(value) = rewritten {
+            headers.insert(name.clone(), value);
+        }
+    }
+    if headers.contains_key(header::LINK) {
+        let links: Vec<HeaderValue> = headers
+            .get_all(header::LINK)
+            .iter()
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| rewriter.rewrite_link_header(v))
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                    .unwrap_or_else(|| value.clone())
+            })
+            .collect();
+        headers.remove(header::LINK);
+        for link in links {
+            headers.append(header::LINK, link);
+        }
+    }
+}
+
+/// Whether a body with these headers is JSON the proxy can read: a JSON media type
+/// (`application/json`, `application/*+json`) in no content coding.
+pub(crate) fn is_rewritable_json(headers: &HeaderMap) -> bool {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let media = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            media == "application/json"
+                || (media.starts_with("application/") && media.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    let identity = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim().eq_ignore_ascii_case("identity"));
+    json && identity
+}
+
+/// The body rewritten when it changed; callers keep `body` otherwise.
+pub(crate) fn rewrite_json_body(rewriter: &LinkRewriter, body: &Bytes) -> Option<Bytes> {
+    rewriter.rewrite_json(body).map(Bytes::from)
+}
+
+/// Turns an upstream answer into the client's: headers cleaned, and a JSON body no larger
+/// than `upstream.max_rewrite_bytes` rewritten; anything else streams through.
+pub(crate) async fn relay(
+    live: &Live,
+    response: Response<Incoming>,
+    head_only: bool,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, incoming) = response.into_parts();
+    clean_headers(&live.rewriter, &mut parts.headers);
+    let limit = live.settings.upstream.max_rewrite_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let candidate = !head_only
+        && is_rewritable_json(&parts.headers)
+        && declared.is_none_or(|length| length <= limit);
+    if !candidate {
+        return Ok(Response::from_parts(parts, stream(incoming)));
+    }
+    match buffer(incoming, limit, live.upstream.request_timeout()).await? {
+        Buffered::Complete(bytes) => {
+            let body = match rewrite_json_body(&live.rewriter, &bytes) {
+                Some(rewritten) => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    rewritten
+                }
+                None => bytes,
+            };
+            Ok(Response::from_parts(parts, body::full(body)))
+        }
+        Buffered::Partial(prefixed) => Ok(Response::from_parts(parts, prefixed.boxed())),
+    }
+}
+
+fn stream(incoming: Incoming) -> ProxyBody {
+    incoming.map_err(BoxError::from).boxed()
+}
+
+/// A body read into memory, or, when it turned out too large, what was read so far in front
+/// of the rest.
+enum Buffered {
+    Complete(Bytes),
+    Partial(Prefixed),
+}
+
+/// Reads `incoming` until it ends or passes `limit` bytes, within `timeout`.
+async fn buffer(
+    mut incoming: Incoming,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Buffered, ProxyError> {
+    let read = async {
+        let mut data = BytesMut::new();
+        let mut frames = VecDeque::new();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| ProxyError::UpstreamUnavailable(e.to_string()))?;
+            match frame.into_data() {
+                Ok(chunk) => {
+                    data.extend_from_slice(&chunk);
+                    if data.len() as u64 > limit {
+                        frames.push_back(Frame::data(data.freeze()));
+                        return Ok(Buffered::Partial(Prefixed::new(frames, incoming)));
+                    }
+                }
+                Err(trailers) => {
+                    frames.push_back(Frame::data(data.freeze()));
+                    frames.push_back(trailers);
+                    return Ok(Buffered::Partial(Prefixed::new(frames, incoming)));
+                }
+            }
+        }
+        Ok(Buffered::Complete(data.freeze()))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout)?
+}
+
+/// Frames already read, followed by the rest of the upstream body.
+struct Prefixed {
+    frames: VecDeque<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl Prefixed {
+    fn new(frames: VecDeque<Frame<Bytes>>, rest: Incoming) -> Self {
+        Self { frames, rest }
+    }
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let buffered: u64 = self
+            .frames
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+            .sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + buffered);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + buffered);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn json_media_types_without_coding_are_rewritable() {
+        assert!(is_rewritable_json(&headers(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(is_rewritable_json(&headers(&[(
+            "content-type",
+            "application/vnd.bentley.itwin-platform.v1+json"
+        )])));
+        assert!(!is_rewritable_json(&headers(&[("content-type", "text/html")])));
+        assert!(!is_rewritable_json(&headers(&[])));
+        assert!(!is_rewritable_json(&headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip")
+        ])));
+    }
+
+    #[test]
+    fn uri_headers_are_rewritten() {
+        let rewriter = LinkRewriter::new(
+            &["https://api.bentley.com".parse().unwrap()],
+            &"http://127.0.0.1:8080/gw".parse().unwrap(),
+        );
+        let mut map = headers(&[
+            ("location", "https://api.bentley.com/export/connections/1/runs/2"),
+            ("content-location", "https://elsewhere.example/x"),
+            ("link", "<https://api.bentley.com/a?$skip=2>; rel=\"next\""),
+            ("connection", "close"),
+        ]);
+        clean_headers(&rewriter, &mut map);
+        assert_eq!(map["location"], "http://127.0.0.1:8080/gw/export/connections/1/runs/2");
+        assert_eq!(map["content-location"], "https://elsewhere.example/x");
+        assert_eq!(map["link"], "<http://127.0.0.1:8080/gw/a?$skip=2>; rel=\"next\"");
+        assert!(!map.contains_key("connection"));
+    }
+}

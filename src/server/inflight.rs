@@ -1,0 +1,89 @@
+//! Counting requests in flight, from arrival until the last byte of their response body, so
+//! that a shutdown can say how many it had to cut.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+
+/// The number of requests in flight.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more request until the returned guard drops.
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(&self.0))
+    }
+
+    /// Requests in flight now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Holds one request's place in the count.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted until it is finished or dropped.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    inner: B,
+    _guard: InFlightGuard,
+}
+
+impl<B> Tracked<B> {
+    /// Wraps `inner`, holding `guard` as long as it lives.
+    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+        Self {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_until_dropped() {
+        let in_flight = InFlight::default();
+        let body = Tracked::new(crate::body::empty(), in_flight.enter());
+        let other = in_flight.enter();
+        assert_eq!(in_flight.count(), 2);
+        drop(body);
+        drop(other);
+        assert_eq!(in_flight.count(), 0);
+    }
+}

@@ -1,0 +1,10 @@
+//! Listeners and their lifecycle: the proxy listener, the admin listener, in-flight
+//! accounting and graceful shutdown.
+
+mod admin;
+mod inflight;
+mod listener;
+
+pub use admin::handle as handle_admin;
+pub use inflight::{InFlight, InFlightGuard, Tracked};
+pub use listener::{Drained, serve};

@@ -1,0 +1,219 @@
+//! The one upstream: a pooled HTTP client (HTTPS over rustls with ALPN h2 and http/1.1, plain
+//! HTTP for a local upstream), the URIs it may be sent to, timeouts, and the classification of
+//! its failures.
+//!
+//! Every outbound URI is built here from `upstream.base_url` plus the request's path and
+//! query, so no request can name another host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::body::ProxyBody;
+use crate::config::UpstreamSettings;
+use crate::error::ProxyError;
+
+/// The upstream client could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    /// `upstream.ca_file` could not be read as PEM certificates.
+    #[error("upstream.ca_file: {0}")]
+    CaFile(String),
+    /// The TLS configuration was refused.
+    #[error("upstream TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    /// `upstream.base_url` has no usable scheme or authority.
+    #[error("upstream.base_url: {0}")]
+    BaseUrl(String),
+}
+
+/// The client and address of the upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    scheme: Scheme,
+    authority: Authority,
+    path_prefix: Arc<str>,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority.host())
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// A client for `settings.base_url` with its timeouts and trusted roots.
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, UpstreamSetupError> {
+        let base = &settings.base_url;
+        let scheme = Scheme::try_from(base.scheme())
+            .map_err(|e| UpstreamSetupError::BaseUrl(e.to_string()))?;
+        let host = base
+            .host_str()
+            .ok_or_else(|| UpstreamSetupError::BaseUrl("no host".into()))?;
+        let authority = match base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let authority = Authority::try_from(authority.as_str())
+            .map_err(|e| UpstreamSetupError::BaseUrl(e.to_string()))?;
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(root_store(settings)?)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Self {
+            client,
+            scheme,
+            authority,
+            path_prefix: base.path().trim_end_matches('/').into(),
+            request_timeout: settings.request_timeout,
+        })
+    }
+
+    /// The upstream URI for a request path and query (which must be in origin form).
+    pub fn uri_for(&self, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
+        let joined = format!("{}{}", self.path_prefix, path_and_query.as_str());
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(joined)
+            .build()
+            .map_err(|_| ProxyError::InvalidRequest("The request target is not valid."))
+    }
+
+    /// The upstream authority, for the `Host` header.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// How long a request may wait for the upstream's answer.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Sends `request` and waits for the response head, at most `request_timeout`.
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(error)) => Err(ProxyError::UpstreamUnavailable(describe(&error))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// The error and its causes on one line, for the log.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn root_store(settings: &UpstreamSettings) -> Result<rustls::RootCertStore, UpstreamSetupError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &settings.ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| UpstreamSetupError::CaFile(format!("{}: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| UpstreamSetupError::CaFile(e.to_string()))?;
+            roots.add(cert)?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(UpstreamSetupError::CaFile(format!(
+                "{}: no certificate found",
+                path.display()
+            )));
+        }
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(base: &str) -> UpstreamSettings {
+        UpstreamSettings {
+            base_url: base.parse().unwrap(),
+            link_origins: vec![],
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            ca_file: None,
+            max_rewrite_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn uris_always_name_the_upstream() {
+        let upstream = Upstream::new(&settings("https://api.bentley.com")).unwrap();
+        let uri = upstream
+            .uri_for(&PathAndQuery::from_static("//evil.example/x?y=1"))
+            .unwrap();
+        assert_eq!(uri.host(), Some("api.bentley.com"));
+        assert_eq!(uri.to_string(), "https://api.bentley.com//evil.example/x?y=1");
+    }
+
+    #[test]
+    fn a_base_path_prefixes_every_request() {
+        let upstream = Upstream::new(&settings("http://127.0.0.1:9/api/")).unwrap();
+        let uri = upstream
+            .uri_for(&PathAndQuery::from_static("/export/connections?imodelId=1"))
+            .unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9/api/export/connections?imodelId=1");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let upstream = Upstream::new(&settings(&format!("http://{addr}"))).unwrap();
+        let uri = upstream.uri_for(&PathAndQuery::from_static("/")).unwrap();
+        let request = Request::get(uri).body(crate::body::empty()).unwrap();
+        let error = upstream.send(request).await.unwrap_err();
+        assert!(matches!(error, ProxyError::UpstreamUnavailable(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_reported() {
+        let mut settings = settings("https://api.bentley.com");
+        settings.ca_file = Some("/nonexistent/ca.pem".into());
+        let error = Upstream::new(&settings).unwrap_err();
+        assert!(error.to_string().starts_with("upstream.ca_file"), "{error}");
+    }
+}

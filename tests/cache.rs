@@ -1,0 +1,145 @@
+//! The cached route: hits and misses, the key, and what is never stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use itwin_proxy::sim::DEMO_IMODEL_ID;
+use support::{Harness, starts_with_hit};
+
+fn page(top: u32, skip: u32) -> String {
+    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top={top}&$skip={skip}")
+}
+
+#[tokio::test]
+async fn a_repeated_page_is_served_from_memory() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    let first = h.get(&page(10, 0), Some(&token)).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_eq!(first.header("cache-control"), Some("private"));
+    assert_eq!(h.list_calls(), 1);
+
+    let second = h.get(&page(10, 0), Some(&token)).await;
+    assert_eq!(second.status, 200);
+    assert!(starts_with_hit(second.cache_status()), "{}", second.cache_status());
+    assert_eq!(second.header("cache-control"), Some("private"));
+    assert!(second.header("age").is_some());
+    assert_eq!(second.header("content-type"), first.header("content-type"));
+    assert_eq!(second.body, first.body);
+    assert_eq!(h.list_calls(), 1, "the hit made no upstream call");
+
+    let other_page = h.get(&page(10, 10), Some(&token)).await;
+    assert_eq!(other_page.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_ne!(other_page.body, first.body);
+    assert_eq!(h.list_calls(), 2);
+}
+
+#[tokio::test]
+async fn parameter_order_and_encoding_share_one_entry() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    h.get(&page(5, 5), Some(&token)).await;
+    let reordered = format!("/export/connections?%24skip=5&imodelId={DEMO_IMODEL_ID}&%24top=5");
+    let answer = h.get(&reordered, Some(&token)).await;
+    assert!(starts_with_hit(answer.cache_status()), "{}", answer.cache_status());
+    assert_eq!(h.list_calls(), 1);
+}
+
+#[tokio::test]
+async fn accept_and_prefer_are_part_of_the_key() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    h.get(&page(5, 0), Some(&token)).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("accept", "application/vnd.bentley.itwin-platform.v1+json".parse().unwrap());
+    let answer = h.send(Method::GET, &page(5, 0), headers.clone(), Bytes::new()).await;
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    headers.insert("prefer", "return=minimal".parse().unwrap());
+    let answer = h.send(Method::GET, &page(5, 0), headers, Bytes::new()).await;
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_eq!(h.list_calls(), 3);
+}
+
+#[tokio::test]
+async fn unknown_or_repeated_parameters_and_head_bypass_the_cache() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    for query in [
+        format!("imodelId={DEMO_IMODEL_ID}&$top=5&foo=1"),
+        format!("imodelId={DEMO_IMODEL_ID}&$top=5&$top=6"),
+        format!("imodelid={DEMO_IMODEL_ID}"),
+    ] {
+        for _ in 0..2 {
+            let answer = h.get(&format!("/export/connections?{query}"), Some(&token)).await;
+            assert_eq!(answer.cache_status(), "itwin-proxy; fwd=bypass", "{query}");
+            assert_eq!(answer.header("cache-control"), Some("private"));
+        }
+    }
+    assert_eq!(h.list_calls(), 6, "every bypass went upstream");
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let head = h.send(Method::HEAD, &page(5, 0), headers, Bytes::new()).await;
+    assert_eq!(head.cache_status(), "itwin-proxy; fwd=bypass");
+    assert_eq!(h.sim.count("HEAD", "/export/connections"), 1);
+}
+
+#[tokio::test]
+async fn only_successes_are_stored() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    for _ in 0..2 {
+        let answer = h.get("/export/connections?imodelId=no-such-imodel", Some(&token)).await;
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.json()["error"]["code"], "ConnectionNotFound");
+        assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss");
+    }
+    for _ in 0..2 {
+        let answer = h.get(&page(5000, 0), Some(&token)).await;
+        assert_eq!(answer.status, 422, "the upstream's own validation");
+    }
+    assert_eq!(h.list_calls(), 4);
+}
+
+#[tokio::test]
+async fn no_cache_goes_upstream_and_refreshes_the_entry() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    h.get(&page(5, 0), Some(&token)).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("cache-control", "no-cache".parse().unwrap());
+    let answer = h.send(Method::GET, &page(5, 0), headers, Bytes::new()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
+    assert_eq!(h.list_calls(), 2);
+    let after = h.get(&page(5, 0), Some(&token)).await;
+    assert!(starts_with_hit(after.cache_status()));
+    let age: u64 = after.header("age").unwrap().parse().unwrap();
+    assert!(age <= 1, "the entry was refreshed, age {age}");
+    assert_eq!(h.list_calls(), 2);
+}
+
+#[tokio::test]
+async fn hits_and_misses_are_counted_in_metrics() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    h.get(&page(5, 0), Some(&token)).await;
+    h.get(&page(5, 0), Some(&token)).await;
+    h.get("/export/connections/nope", Some(&token)).await;
+    let metrics = h.admin("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        r#"itwin_proxy_requests_total{route="/export/connections",method="GET",status="200",cache="hit"} 1"#,
+        r#"itwin_proxy_requests_total{route="/export/connections",method="GET",status="200",cache="miss"} 1"#,
+        r#"itwin_proxy_requests_total{route="other",method="GET",status="404",cache="none"} 1"#,
+        r#"itwin_proxy_upstream_requests_total{status="200"} 1"#,
+        "itwin_proxy_cache_entries 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
