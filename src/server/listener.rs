@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::inflight::{InFlight, Tracked};
 use crate::body::ProxyBody;
@@ -25,7 +26,8 @@ pub struct Drained {
     pub cut: usize,
 }
 
-/// Serves `listener` with `handler` until `stop` turns true, then drains for at most `grace`.
+/// Serves `listener` with `handler` until `stop` turns true, then drains for at most `grace`;
+/// connections still open after it are closed.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -39,8 +41,10 @@ where
 {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             stopped = async { stop.wait_for(|stop| *stop).await.is_ok() } => {
                 if !stopped {
                     tracing::debug!("shutdown handle dropped; stopping");
@@ -74,7 +78,7 @@ where
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let watched = graceful.watch(connection);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(error) = watched.await {
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
@@ -85,8 +89,10 @@ where
     drop(listener);
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => Drained { cut: 0 },
-        Err(_) => Drained {
-            cut: in_flight.count(),
-        },
+        Err(_) => {
+            let cut = in_flight.count();
+            connections.shutdown().await;
+            Drained { cut }
+        }
     }
 }

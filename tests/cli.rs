@@ -1,0 +1,106 @@
+//! The binary: `--version`, `--check-config`, config errors that name their keys, and a run
+//! that ends cleanly on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_itwin-proxy");
+
+fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("itwin-proxy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn version_is_printed() {
+    let output = Command::new(BINARY).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+}
+
+#[test]
+fn the_bundled_config_checks_and_prints_toml() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let output = Command::new(BINARY)
+        .args(["--config", config, "--check-config"])
+        .env_remove("ITWIN_PROXY__UPSTREAM__BASE_URL")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(parsed["upstream"]["base_url"].as_str(), Some("https://api.bentley.com"));
+    assert_eq!(parsed["rate_limit"]["burst"].as_integer(), Some(10));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let path = temp_config(
+        "bad.toml",
+        "[upstream]\nbase_url = \"not a url\"\n[rate_limit]\nburst = 0\n[cache]\nttl = \"5 parsecs\"\n",
+    );
+    let output = Command::new(BINARY)
+        .args(["--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let errors = String::from_utf8(output.stderr).unwrap();
+    for key in ["upstream.base_url", "rate_limit.burst: must be >= 1", "cache.ttl"] {
+        assert!(errors.contains(key), "{key} not named in:\n{errors}");
+    }
+}
+
+#[test]
+fn env_overrides_apply_and_secrets_are_redacted() {
+    let output = Command::new(BINARY)
+        .arg("--check-config")
+        .env("ITWIN_PROXY__UPSTREAM__BASE_URL", "https://user:hunter2@upstream.example")
+        .env("ITWIN_PROXY__RATE_LIMIT__REQUESTS_PER_SECOND", "2.5")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("upstream.example"));
+    assert!(text.contains("requests_per_second = 2.5"), "{text}");
+}
+
+#[test]
+fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+    let path = temp_config(
+        "run.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n",
+    );
+    let mut child = Command::new(BINARY)
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = lines
+        .by_ref()
+        .take(50)
+        .map_while(Result::ok)
+        .find(|line| line.contains("itwin-proxy listening"))
+        .expect("a start-up line");
+    let event: serde_json::Value = serde_json::from_str(&listening).unwrap();
+    assert!(event["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|line| line.contains("stopped")), "{rest:?}");
+}
