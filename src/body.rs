@@ -12,7 +12,9 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A body holding exactly these bytes.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body with nothing in it.

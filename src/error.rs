@@ -133,8 +133,8 @@ mod tests {
 
     #[tokio::test]
     async fn internals_never_reach_the_body() {
-        let response = ProxyError::UpstreamUnavailable("tcp connect error 10.0.0.7".into())
-            .to_response();
+        let response =
+            ProxyError::UpstreamUnavailable("tcp connect error 10.0.0.7".into()).to_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let json = body_json(response).await;
         assert_eq!(json["error"]["code"], "UpstreamUnavailable");

@@ -43,10 +43,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `X-Forwarded-Host` to what the client used to reach the proxy.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
     let x_forwarded_for = HeaderName::from_static("x-forwarded-for");
-    let chain = match headers
-        .get(&x_forwarded_for)
-        .and_then(|v| v.to_str().ok())
-    {
+    let chain = match headers.get(&x_forwarded_for).and_then(|v| v.to_str().ok()) {
         Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client}"),
         _ => client.to_string(),
     };
@@ -75,7 +72,10 @@ mod tests {
     #[test]
     fn removes_fixed_listed_and_proxy_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(header::TE, HeaderValue::from_static("trailers"));

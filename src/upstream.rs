@@ -119,7 +119,10 @@ impl Upstream {
     }
 
     /// Sends `request` and waits for the response head, at most `request_timeout`.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
         match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(error)) => Err(ProxyError::UpstreamUnavailable(describe(&error))),
@@ -185,7 +188,10 @@ mod tests {
             .uri_for(&PathAndQuery::from_static("//evil.example/x?y=1"))
             .unwrap();
         assert_eq!(uri.host(), Some("api.bentley.com"));
-        assert_eq!(uri.to_string(), "https://api.bentley.com//evil.example/x?y=1");
+        assert_eq!(
+            uri.to_string(),
+            "https://api.bentley.com//evil.example/x?y=1"
+        );
     }
 
     #[test]
@@ -194,7 +200,10 @@ mod tests {
         let uri = upstream
             .uri_for(&PathAndQuery::from_static("/export/connections?imodelId=1"))
             .unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9/api/export/connections?imodelId=1");
+        assert_eq!(
+            uri.to_string(),
+            "http://127.0.0.1:9/api/export/connections?imodelId=1"
+        );
     }
 
     #[tokio::test]
@@ -206,7 +215,10 @@ mod tests {
         let uri = upstream.uri_for(&PathAndQuery::from_static("/")).unwrap();
         let request = Request::get(uri).body(crate::body::empty()).unwrap();
         let error = upstream.send(request).await.unwrap_err();
-        assert!(matches!(error, ProxyError::UpstreamUnavailable(_)), "{error:?}");
+        assert!(
+            matches!(error, ProxyError::UpstreamUnavailable(_)),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ async fn a_repeated_page_is_served_from_memory() {
 
     let second = h.get(&page(10, 0), Some(&token)).await;
     assert_eq!(second.status, 200);
-    assert!(starts_with_hit(second.cache_status()), "{}", second.cache_status());
+    assert!(
+        starts_with_hit(second.cache_status()),
+        "{}",
+        second.cache_status()
+    );
     assert_eq!(second.header("cache-control"), Some("private"));
     assert!(second.header("age").is_some());
     assert_eq!(second.header("content-type"), first.header("content-type"));
@@ -32,7 +36,10 @@ async fn a_repeated_page_is_served_from_memory() {
     assert_eq!(h.list_calls(), 1, "the hit made no upstream call");
 
     let other_page = h.get(&page(10, 10), Some(&token)).await;
-    assert_eq!(other_page.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_eq!(
+        other_page.cache_status(),
+        "itwin-proxy; fwd=uri-miss; stored"
+    );
     assert_ne!(other_page.body, first.body);
     assert_eq!(h.list_calls(), 2);
 }
@@ -44,7 +51,11 @@ async fn parameter_order_and_encoding_share_one_entry() {
     h.get(&page(5, 5), Some(&token)).await;
     let reordered = format!("/export/connections?%24skip=5&imodelId={DEMO_IMODEL_ID}&%24top=5");
     let answer = h.get(&reordered, Some(&token)).await;
-    assert!(starts_with_hit(answer.cache_status()), "{}", answer.cache_status());
+    assert!(
+        starts_with_hit(answer.cache_status()),
+        "{}",
+        answer.cache_status()
+    );
     assert_eq!(h.list_calls(), 1);
 }
 
@@ -55,11 +66,20 @@ async fn accept_and_prefer_are_part_of_the_key() {
     h.get(&page(5, 0), Some(&token)).await;
     let mut headers = HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    headers.insert("accept", "application/vnd.bentley.itwin-platform.v1+json".parse().unwrap());
-    let answer = h.send(Method::GET, &page(5, 0), headers.clone(), Bytes::new()).await;
+    headers.insert(
+        "accept",
+        "application/vnd.bentley.itwin-platform.v1+json"
+            .parse()
+            .unwrap(),
+    );
+    let answer = h
+        .send(Method::GET, &page(5, 0), headers.clone(), Bytes::new())
+        .await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     headers.insert("prefer", "return=minimal".parse().unwrap());
-    let answer = h.send(Method::GET, &page(5, 0), headers, Bytes::new()).await;
+    let answer = h
+        .send(Method::GET, &page(5, 0), headers, Bytes::new())
+        .await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.list_calls(), 3);
 }
@@ -74,7 +94,9 @@ async fn unknown_or_repeated_parameters_and_head_bypass_the_cache() {
         format!("imodelid={DEMO_IMODEL_ID}"),
     ] {
         for _ in 0..2 {
-            let answer = h.get(&format!("/export/connections?{query}"), Some(&token)).await;
+            let answer = h
+                .get(&format!("/export/connections?{query}"), Some(&token))
+                .await;
             assert_eq!(answer.cache_status(), "itwin-proxy; fwd=bypass", "{query}");
             assert_eq!(answer.header("cache-control"), Some("private"));
         }
@@ -82,7 +104,9 @@ async fn unknown_or_repeated_parameters_and_head_bypass_the_cache() {
     assert_eq!(h.list_calls(), 6, "every bypass went upstream");
     let mut headers = HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let head = h.send(Method::HEAD, &page(5, 0), headers, Bytes::new()).await;
+    let head = h
+        .send(Method::HEAD, &page(5, 0), headers, Bytes::new())
+        .await;
     assert_eq!(head.cache_status(), "itwin-proxy; fwd=bypass");
     assert_eq!(h.sim.count("HEAD", "/export/connections"), 1);
 }
@@ -92,7 +116,9 @@ async fn only_successes_are_stored() {
     let h = Harness::start().await;
     let token = h.token("alice");
     for _ in 0..2 {
-        let answer = h.get("/export/connections?imodelId=no-such-imodel", Some(&token)).await;
+        let answer = h
+            .get("/export/connections?imodelId=no-such-imodel", Some(&token))
+            .await;
         assert_eq!(answer.status, 404);
         assert_eq!(answer.json()["error"]["code"], "ConnectionNotFound");
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss");
@@ -112,7 +138,9 @@ async fn no_cache_goes_upstream_and_refreshes_the_entry() {
     let mut headers = HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     headers.insert("cache-control", "no-cache".parse().unwrap());
-    let answer = h.send(Method::GET, &page(5, 0), headers, Bytes::new()).await;
+    let answer = h
+        .send(Method::GET, &page(5, 0), headers, Bytes::new())
+        .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
     assert_eq!(h.list_calls(), 2);

@@ -66,7 +66,9 @@ async fn concurrent_misses_with_one_token_make_one_call() {
 async fn concurrent_misses_of_known_tokens_of_one_subject_make_one_call() {
     let h = Arc::new(Harness::start().await);
     let first = h.token("alice");
-    let second = h.sim.token(&itwin_proxy::sim::TokenSpec::new("alice").expires_in(1200));
+    let second = h
+        .sim
+        .token(&itwin_proxy::sim::TokenSpec::new("alice").expires_in(1200));
     // Make both tokens known-valid on another page.
     for token in [&first, &second] {
         let other = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1");
@@ -75,7 +77,13 @@ async fn concurrent_misses_of_known_tokens_of_one_subject_make_one_call() {
     let before = h.list_calls();
     let hold = h.sim.hold();
     let tokens = (0..CONCURRENT)
-        .map(|i| if i % 2 == 0 { first.clone() } else { second.clone() })
+        .map(|i| {
+            if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            }
+        })
         .collect();
     let requests = fire(&h, tokens).await;
     within(hold.waiting_at_least(1)).await;
@@ -91,7 +99,9 @@ async fn concurrent_misses_of_known_tokens_of_one_subject_make_one_call() {
 async fn unknown_tokens_never_share_a_call() {
     let h = Arc::new(Harness::start().await);
     let alice = h.token("alice");
-    let forged = h.sim.forged_token(&itwin_proxy::sim::TokenSpec::new("alice"));
+    let forged = h
+        .sim
+        .forged_token(&itwin_proxy::sim::TokenSpec::new("alice"));
     let hold = h.sim.hold();
     let requests = fire(&h, vec![alice, forged]).await;
     within(hold.waiting_at_least(2)).await;
@@ -101,6 +111,10 @@ async fn unknown_tokens_never_share_a_call() {
         statuses.push(within(request).await.unwrap().status.as_u16());
     }
     statuses.sort_unstable();
-    assert_eq!(statuses, [200, 401], "each token got its own upstream answer");
+    assert_eq!(
+        statuses,
+        [200, 401],
+        "each token got its own upstream answer"
+    );
     assert_eq!(h.list_calls(), 2);
 }

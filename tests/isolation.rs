@@ -17,7 +17,9 @@ async fn with_alice_cached() -> (Harness, String) {
     let h = Harness::start().await;
     let alice = h.token("alice");
     assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
-    assert!(starts_with_hit(h.get(&page(), Some(&alice)).await.cache_status()));
+    assert!(starts_with_hit(
+        h.get(&page(), Some(&alice)).await.cache_status()
+    ));
     assert_eq!(h.list_calls(), 1);
     (h, alice)
 }
@@ -68,7 +70,10 @@ async fn a_token_without_an_accepted_scope_never_hits() {
     );
     for _ in 0..3 {
         let answer = h.get(&page(), Some(&legacy)).await;
-        assert_eq!(answer.status, 200, "the upstream accepts the deprecated scope");
+        assert_eq!(
+            answer.status, 200,
+            "the upstream accepts the deprecated scope"
+        );
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
     }
     assert_eq!(h.list_calls(), 4);
@@ -81,7 +86,11 @@ async fn a_second_valid_token_of_the_same_subject_hits_once_known() {
     let first = h.get(&page(), Some(&again)).await;
     assert_eq!(first.cache_status(), "itwin-proxy; fwd=request");
     let second = h.get(&page(), Some(&again)).await;
-    assert!(starts_with_hit(second.cache_status()), "{}", second.cache_status());
+    assert!(
+        starts_with_hit(second.cache_status()),
+        "{}",
+        second.cache_status()
+    );
     assert_eq!(h.list_calls(), 2);
 }
 
@@ -91,7 +100,9 @@ async fn opaque_tokens_are_their_own_subject() {
     h.sim.register_opaque_token("opaque-one", "carol", "app");
     h.sim.register_opaque_token("opaque-two", "carol", "app");
     assert_eq!(h.get(&page(), Some("opaque-one")).await.status, 200);
-    assert!(starts_with_hit(h.get(&page(), Some("opaque-one")).await.cache_status()));
+    assert!(starts_with_hit(
+        h.get(&page(), Some("opaque-one")).await.cache_status()
+    ));
     let other = h.get(&page(), Some("opaque-two")).await;
     assert_eq!(other.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.list_calls(), 2);

@@ -27,7 +27,10 @@ async fn page_through(h: &Harness, public: &str, start: String, token: &str) -> 
             ids.push(connection["id"].as_str().unwrap().to_owned());
             for link in connection["_links"].as_object().unwrap().values() {
                 let href = link["href"].as_str().unwrap();
-                assert!(href.starts_with(public), "{href} does not lead through the proxy");
+                assert!(
+                    href.starts_with(public),
+                    "{href} does not lead through the proxy"
+                );
             }
         }
         let links = &json["_links"];
@@ -43,7 +46,9 @@ async fn page_through(h: &Harness, public: &str, start: String, token: &str) -> 
 /// Length of the path prefix of `public` (the part after the origin).
 fn prefix_len(public: &str) -> usize {
     let after_scheme = public.find("://").map_or(0, |i| i + 3);
-    public[after_scheme..].find('/').map_or(0, |i| public.len() - after_scheme - i)
+    public[after_scheme..]
+        .find('/')
+        .map_or(0, |i| public.len() - after_scheme - i)
 }
 
 fn sim_config() -> SimConfig {
@@ -88,9 +93,15 @@ async fn a_public_path_prefix_is_written_into_links_and_stripped_from_requests()
     let ids = page_through(&h, public, start, &token).await;
     assert_eq!(ids.len(), 120);
     let unprefixed = h
-        .get(&format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=50"), Some(&token))
+        .get(
+            &format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=50"),
+            Some(&token),
+        )
         .await;
-    assert_eq!(unprefixed.status, 200, "requests without the prefix are routed as they are");
+    assert_eq!(
+        unprefixed.status, 200,
+        "requests without the prefix are routed as they are"
+    );
 }
 
 #[tokio::test]
@@ -119,5 +130,8 @@ async fn only_hrefs_change_byte_for_byte() {
     let expected = String::from_utf8(direct.body.to_vec())
         .unwrap()
         .replace(&format!("\"{UPSTREAM_ORIGIN}/"), &format!("\"{public}/"));
-    assert_eq!(String::from_utf8(through_proxy.body.to_vec()).unwrap(), expected);
+    assert_eq!(
+        String::from_utf8(through_proxy.body.to_vec()).unwrap(),
+        expected
+    );
 }

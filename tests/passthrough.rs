@@ -19,7 +19,9 @@ fn auth(token: &str) -> HeaderMap {
 /// Sends raw bytes to the proxy and returns the status line of its answer.
 async fn raw_status_line(h: &Harness, request: &str) -> String {
     within(async {
-        let mut stream = tokio::net::TcpStream::connect(h.proxy.addr()).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(h.proxy.addr())
+            .await
+            .unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut buffer = vec![0u8; 4096];
         let read = stream.read(&mut buffer).await.unwrap();
@@ -32,11 +34,18 @@ async fn raw_status_line(h: &Harness, request: &str) -> String {
 #[tokio::test]
 async fn a_post_body_passes_through_intact() {
     let h = Harness::start().await;
-    let body: String = (0..50_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let body: String = (0..50_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     let mut headers = auth(&h.token("alice"));
     headers.insert("content-type", "text/plain".parse().unwrap());
     let answer = h
-        .send(Method::POST, "/sim/echo?x=1", headers, Bytes::from(body.clone()))
+        .send(
+            Method::POST,
+            "/sim/echo?x=1",
+            headers,
+            Bytes::from(body.clone()),
+        )
         .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json()["body"], body.as_str());
@@ -56,11 +65,20 @@ async fn creating_a_connection_passes_through() {
         "iModelId": DEMO_IMODEL_ID, "displayName": "new", "authenticationType": "User"
     });
     let answer = h
-        .send(Method::POST, "/export/connections", headers, Bytes::from(body.to_string()))
+        .send(
+            Method::POST,
+            "/export/connections",
+            headers,
+            Bytes::from(body.to_string()),
+        )
         .await;
     assert_eq!(answer.status, 201);
     assert_eq!(answer.json()["connection"]["displayName"], "new");
-    assert_eq!(answer.header("cache-status"), None, "pass-through carries no Cache-Status");
+    assert_eq!(
+        answer.header("cache-status"),
+        None,
+        "pass-through carries no Cache-Status"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +90,9 @@ async fn hop_by_hop_request_headers_are_removed_and_forwarding_headers_added() {
     headers.insert("keep-alive", "timeout=5".parse().unwrap());
     headers.insert("proxy-authorization", "Basic abc".parse().unwrap());
     headers.insert("x-end-to-end", "kept".parse().unwrap());
-    let answer = h.send(Method::GET, "/sim/echo", headers, Bytes::new()).await;
+    let answer = h
+        .send(Method::GET, "/sim/echo", headers, Bytes::new())
+        .await;
     assert_eq!(answer.status, 200);
     let recorded = h.sim.requests().pop().unwrap();
     for gone in ["x-hop", "keep-alive", "proxy-authorization"] {
@@ -119,7 +139,10 @@ async fn location_and_link_headers_lead_back_through_the_proxy() {
         answer.header("location"),
         Some("http://127.0.0.1:8080/export/connections/c1/runs/r1")
     );
-    assert_eq!(answer.header("link"), Some("<http://127.0.0.1:8080/x>; rel=\"next\""));
+    assert_eq!(
+        answer.header("link"),
+        Some("<http://127.0.0.1:8080/x>; rel=\"next\"")
+    );
 }
 
 #[tokio::test]
@@ -127,9 +150,15 @@ async fn runs_answer_with_a_rewritten_location() {
     let h = Harness::start().await;
     let token = h.token("alice");
     let list = h
-        .get(&format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1"), Some(&token))
+        .get(
+            &format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1"),
+            Some(&token),
+        )
         .await;
-    let id = list.json()["connections"][0]["id"].as_str().unwrap().to_owned();
+    let id = list.json()["connections"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let run = h
         .send(
             Method::POST,
@@ -141,7 +170,9 @@ async fn runs_answer_with_a_rewritten_location() {
     assert_eq!(run.status, 202);
     let location = run.header("location").unwrap();
     assert!(
-        location.starts_with(&format!("http://127.0.0.1:8080/export/connections/{id}/runs/")),
+        location.starts_with(&format!(
+            "http://127.0.0.1:8080/export/connections/{id}/runs/"
+        )),
         "{location}"
     );
 }
@@ -171,11 +202,17 @@ async fn json_larger_than_the_rewrite_limit_streams_unchanged() {
     .await;
     let origin = h.sim.link_origin();
     let small = h.get("/sim/large?bytes=1000", None).await;
-    let href = small.json()["_links"]["self"]["href"].as_str().unwrap().to_owned();
+    let href = small.json()["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(href.starts_with("http://127.0.0.1:8080/"), "{href}");
     let large = h.get("/sim/large?bytes=20000", None).await;
     assert!(large.body.len() >= 16_000);
-    let href = large.json()["_links"]["self"]["href"].as_str().unwrap().to_owned();
+    let href = large.json()["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(href.starts_with(&origin), "{href}");
 }
 
@@ -183,7 +220,10 @@ async fn json_larger_than_the_rewrite_limit_streams_unchanged() {
 async fn upstream_errors_pass_through_as_sent() {
     let h = Harness::start().await;
     let answer = h
-        .get("/export/connections/no-such-connection", Some(&h.token("alice")))
+        .get(
+            "/export/connections/no-such-connection",
+            Some(&h.token("alice")),
+        )
         .await;
     assert_eq!(answer.status, 404);
     assert_eq!(answer.json()["error"]["code"], "ConnectionNotFound");
@@ -193,7 +233,9 @@ async fn upstream_errors_pass_through_as_sent() {
 async fn an_unreachable_upstream_is_a_502_in_the_error_shape() {
     let h = Harness::start().await;
     h.sim.fail_next(1, Failure::Close);
-    let answer = h.get("/export/connections/x", Some(&h.token("alice"))).await;
+    let answer = h
+        .get("/export/connections/x", Some(&h.token("alice")))
+        .await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.json()["error"]["code"], "UpstreamUnavailable");
 }
@@ -226,5 +268,9 @@ async fn the_proxy_is_never_an_open_proxy() {
         )
         .await;
     assert_eq!(evil_host.status, 200, "a Host header never routes");
-    assert_eq!(h.sim.request_count(), 1, "only the last request reached the simulator");
+    assert_eq!(
+        h.sim.request_count(),
+        1,
+        "only the last request reached the simulator"
+    );
 }

@@ -28,7 +28,10 @@ async fn in_flight_requests_finish_and_readiness_turns_503() {
     assert_eq!(h.admin("/healthz").await.status, 200);
     hold.release();
     let answer = within(slow).await.unwrap();
-    assert_eq!(answer.status, 404, "the in-flight request got its upstream answer");
+    assert_eq!(
+        answer.status, 404,
+        "the in-flight request got its upstream answer"
+    );
     let h = Arc::into_inner(h).expect("the only owner");
     let drained = within(h.proxy.shutdown()).await;
     assert_eq!(drained.cut, 0);

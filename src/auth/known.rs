@@ -119,6 +119,9 @@ mod tests {
         let mut stale = Token::parse("other", &hasher);
         stale.expires_at = Some(50);
         known.remember(&stale, 100).await;
-        assert!(!known.is_known(&stale, 10).await, "never remembered past exp");
+        assert!(
+            !known.is_known(&stale, 10).await,
+            "never remembered past exp"
+        );
     }
 }

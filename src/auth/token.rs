@@ -189,7 +189,8 @@ mod tests {
     #[test]
     fn space_separated_scopes_and_fractional_dates() {
         let hasher = TokenHasher::random().unwrap();
-        let token = jwt(serde_json::json!({"sub": "bob", "exp": 2000.5, "scope": "openid export:read"}));
+        let token =
+            jwt(serde_json::json!({"sub": "bob", "exp": 2000.5, "scope": "openid export:read"}));
         let parsed = Token::parse(&token, &hasher);
         assert_eq!(parsed.expires_at, Some(2000));
         assert!(parsed.has_accepted_scope(&["export:read".into()]));

@@ -158,23 +158,33 @@ mod tests {
     #[tokio::test]
     async fn work_survives_its_caller_and_frees_the_key() {
         let flights: Arc<Flights<u8, u8>> = Arc::default();
-        let done = Arc::new(Notify::new());
-        let signal = done.clone();
+        let (started, gate, done) = (
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+        );
         let caller = tokio::spawn({
-            let flights = flights.clone();
+            let (flights, started, gate, done) =
+                (flights.clone(), started.clone(), gate.clone(), done.clone());
             async move {
                 flights
                     .run(1, async move {
-                        signal.notify_one();
+                        started.notify_one();
+                        gate.notified().await;
+                        done.notify_one();
                         1
                     })
                     .await
             }
         });
-        caller.abort();
-        tokio::time::timeout(std::time::Duration::from_secs(5), done.notified())
+        let bound = std::time::Duration::from_secs(5);
+        tokio::time::timeout(bound, started.notified())
             .await
             .unwrap();
+        caller.abort();
+        assert!(caller.await.is_err(), "the caller is gone");
+        gate.notify_one();
+        tokio::time::timeout(bound, done.notified()).await.unwrap();
         let (value, role) = flights.run(1, async { 2 }).await.unwrap();
         assert!(value == 1 || (value == 2 && role == Role::Leader));
     }

@@ -71,8 +71,14 @@ mod tests {
             CacheStatus::Collapsed.header_value(),
             "itwin-proxy; fwd=uri-miss; collapsed"
         );
-        assert_eq!(CacheStatus::Request.header_value(), "itwin-proxy; fwd=request");
-        assert_eq!(CacheStatus::Bypass.header_value(), "itwin-proxy; fwd=bypass");
+        assert_eq!(
+            CacheStatus::Request.header_value(),
+            "itwin-proxy; fwd=request"
+        );
+        assert_eq!(
+            CacheStatus::Bypass.header_value(),
+            "itwin-proxy; fwd=bypass"
+        );
         assert_eq!(CacheStatus::Request.label(), "miss");
     }
 }

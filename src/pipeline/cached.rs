@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::forward::{self, Outbound};
 use super::relay::{clean_headers, is_rewritable_json, rewrite_json_body};
@@ -36,6 +37,7 @@ pub(crate) enum FlightKey {
 /// request that waited for it.
 #[derive(Debug)]
 pub(crate) struct Fetched {
+    upstream_latency: Option<std::time::Duration>,
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -65,18 +67,20 @@ pub(crate) async fn serve(
     let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::MissingAuthorization)?;
     let token = Token::parse(raw_token, &proxy.hasher);
     let now = epoch_seconds();
-    let usable = token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
+    let usable =
+        token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
     let known = usable && proxy.known.is_known(&token, now).await;
     let no_cache = asks_no_cache(&parts.headers);
     let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
 
-    if known && !no_cache {
-        if let Some(fresh) = proxy.cache.fresh(&key, Instant::now()).await {
-            ctx.cache = Some(CacheStatus::Hit {
-                ttl_secs: fresh.ttl_secs,
-            });
-            return Ok(hit_response(&fresh));
-        }
+    if known
+        && !no_cache
+        && let Some(fresh) = proxy.cache.fresh(&key, Instant::now()).await
+    {
+        ctx.cache = Some(CacheStatus::Hit {
+            ttl_secs: fresh.ttl_secs,
+        });
+        return Ok(hit_response(&fresh));
     }
 
     let present = proxy.cache.contains(&key);
@@ -92,13 +96,19 @@ pub(crate) async fn serve(
         token,
         key,
         usable,
-    );
+    )
+    .instrument(tracing::Span::current());
     let (outcome, role) = proxy
         .flights
         .run(flight, fill)
         .await
         .map_err(|abandoned| ProxyError::Internal(abandoned.to_string()))?;
     let fetched = outcome?;
+    if role == Role::Leader
+        && let Some(latency) = fetched.upstream_latency
+    {
+        ctx.add_upstream_latency(latency);
+    }
     ctx.cache = Some(match role {
         Role::Follower => CacheStatus::Collapsed,
         Role::Leader if present && (!known || no_cache) => CacheStatus::Request,
@@ -141,7 +151,10 @@ async fn fill(
     let now = epoch_seconds();
     if parts.status.is_success() {
         proxy.known.remember(&token, now).await;
-    } else if matches!(parts.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+    } else if matches!(
+        parts.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         proxy.known.forget(&token.hash).await;
     }
     let stored = storable && parts.status == StatusCode::OK && small && !encoded(&parts.headers);
@@ -150,6 +163,7 @@ async fn fill(
         proxy.cache.store(key, page).await;
     }
     Ok(Arc::new(Fetched {
+        upstream_latency: ctx.upstream_latency,
         status: parts.status,
         headers: parts.headers,
         body,
@@ -211,7 +225,10 @@ mod tests {
     fn no_cache_is_read_from_either_header() {
         let mut headers = HeaderMap::new();
         assert!(!asks_no_cache(&headers));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, No-Cache"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, No-Cache"),
+        );
         assert!(asks_no_cache(&headers));
         let mut pragma = HeaderMap::new();
         pragma.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

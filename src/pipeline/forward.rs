@@ -38,16 +38,17 @@ impl Outbound {
     ) -> Result<Self, ProxyError> {
         let mut headers = parts.headers.clone();
         remove_hop_by_hop(&mut headers);
-        let original_host = headers
-            .remove(header::HOST)
-            .or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
+        let original_host = headers.remove(header::HOST).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         add_forwarded(&mut headers, client, original_host.as_ref());
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         if let Ok(host) = HeaderValue::from_str(live.upstream.authority().as_str()) {
             headers.insert(header::HOST, host);
         }
@@ -114,7 +115,10 @@ pub(crate) async fn call(
         if !retry {
             return Ok(response);
         }
-        tracing::debug!(pause_ms = pause.as_millis() as u64, "retrying after upstream 429");
+        tracing::debug!(
+            pause_ms = pause.as_millis() as u64,
+            "retrying after upstream 429"
+        );
         retried = true;
     }
 }

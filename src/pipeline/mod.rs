@@ -26,7 +26,7 @@ use tracing::{Instrument, field};
 
 pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
 
-use crate::auth::{KnownTokens, TokenHasher, Token, bearer_token};
+use crate::auth::{KnownTokens, Token, TokenHasher, bearer_token};
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, PageCache};
 use crate::config::Settings;
@@ -137,7 +137,13 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                span.in_scope(|| tracing::warn!(%error, "request failed"));
+                span.in_scope(|| {
+                    if error.status().is_server_error() {
+                        tracing::warn!(%error, code = error.code(), "request failed");
+                    } else {
+                        tracing::debug!(%error, code = error.code(), "request refused");
+                    }
+                });
                 error.to_response()
             }
         };
@@ -196,13 +202,13 @@ impl Proxy {
         let budget = live
             .budgets
             .key_for(token.as_ref().and_then(|t| t.client_id.as_deref()));
-        let body = (!http_body::Body::is_end_stream(&body))
-            .then(|| body.map_err(BoxError::from).boxed());
+        let body =
+            (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(BoxError::from).boxed());
         let response = forward::call(self, live, &budget, &outbound, body, ctx).await?;
-        if let Some(token) = &token {
-            if matches!(response.status().as_u16(), 401 | 403) {
-                self.known.forget(&token.hash).await;
-            }
+        if let Some(token) = &token
+            && matches!(response.status().as_u16(), 401 | 403)
+        {
+            self.known.forget(&token.hash).await;
         }
         relay::relay(live, response, parts.method == Method::HEAD).await
     }
@@ -300,8 +306,22 @@ mod tests {
 
     #[test]
     fn guard_refuses_open_proxy_requests() {
-        assert!(guard(&parts("http://evil.example/x", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("evil.example:443", Version::HTTP_11, Method::CONNECT)).is_err());
+        assert!(
+            guard(&parts(
+                "http://evil.example/x",
+                Version::HTTP_11,
+                Method::GET
+            ))
+            .is_err()
+        );
+        assert!(
+            guard(&parts(
+                "evil.example:443",
+                Version::HTTP_11,
+                Method::CONNECT
+            ))
+            .is_err()
+        );
         assert!(guard(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
         assert!(guard(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
         assert!(
@@ -317,7 +337,10 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(strip("/bentley/export/connections?a=1"), "/export/connections?a=1");
+        assert_eq!(
+            strip("/bentley/export/connections?a=1"),
+            "/export/connections?a=1"
+        );
         assert_eq!(strip("/bentley"), "/");
         assert_eq!(strip("/bentleyx/y"), "/bentleyx/y");
         assert_eq!(strip("/export/connections"), "/export/connections");

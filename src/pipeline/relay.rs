@@ -61,7 +61,12 @@ pub(crate) fn is_rewritable_json(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let media = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let media = v
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             media == "application/json"
                 || (media.starts_with("application/") && media.ends_with("+json"))
         })
@@ -220,12 +225,18 @@ mod tests {
 
     #[test]
     fn json_media_types_without_coding_are_rewritable() {
-        assert!(is_rewritable_json(&headers(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(is_rewritable_json(&headers(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
         assert!(is_rewritable_json(&headers(&[(
             "content-type",
             "application/vnd.bentley.itwin-platform.v1+json"
         )])));
-        assert!(!is_rewritable_json(&headers(&[("content-type", "text/html")])));
+        assert!(!is_rewritable_json(&headers(&[(
+            "content-type",
+            "text/html"
+        )])));
         assert!(!is_rewritable_json(&headers(&[])));
         assert!(!is_rewritable_json(&headers(&[
             ("content-type", "application/json"),
@@ -240,15 +251,24 @@ mod tests {
             &"http://127.0.0.1:8080/gw".parse().unwrap(),
         );
         let mut map = headers(&[
-            ("location", "https://api.bentley.com/export/connections/1/runs/2"),
+            (
+                "location",
+                "https://api.bentley.com/export/connections/1/runs/2",
+            ),
             ("content-location", "https://elsewhere.example/x"),
             ("link", "<https://api.bentley.com/a?$skip=2>; rel=\"next\""),
             ("connection", "close"),
         ]);
         clean_headers(&rewriter, &mut map);
-        assert_eq!(map["location"], "http://127.0.0.1:8080/gw/export/connections/1/runs/2");
+        assert_eq!(
+            map["location"],
+            "http://127.0.0.1:8080/gw/export/connections/1/runs/2"
+        );
         assert_eq!(map["content-location"], "https://elsewhere.example/x");
-        assert_eq!(map["link"], "<http://127.0.0.1:8080/gw/a?$skip=2>; rel=\"next\"");
+        assert_eq!(
+            map["link"],
+            "<http://127.0.0.1:8080/gw/a?$skip=2>; rel=\"next\""
+        );
         assert!(!map.contains_key("connection"));
     }
 }

@@ -25,6 +25,7 @@ pub async fn handle(
         (&Method::GET, "/readyz") => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
         (&Method::GET, "/metrics") => {
             let cache = proxy.cache();
+            cache.settle().await;
             let text = proxy
                 .metrics()
                 .render(cache.entry_count(), cache.weighted_size());
@@ -34,7 +35,11 @@ pub async fn handle(
                 text,
             )
         }
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
     let mut response = Response::new(body::full(text));
     *response.status_mut() = status;

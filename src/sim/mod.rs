@@ -14,7 +14,6 @@ mod reply;
 mod routes;
 mod server;
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;
 mod views;
 

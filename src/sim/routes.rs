@@ -41,10 +41,14 @@ impl Route {
         if let Some(rest) = path.strip_prefix("/sim/") {
             return Route::Aid(Aid::parse(method, rest));
         }
+        let read = matches!(*method, Method::GET | Method::HEAD);
+        // Served at the root as well as under /export: clients use both spellings.
+        if read && path == "/authorizationinformation" {
+            return Route::AuthorizationInformation;
+        }
         let Some(rest) = path.strip_prefix("/export/") else {
             return Route::NotFound;
         };
-        let read = matches!(*method, Method::GET | Method::HEAD);
         let segments: Vec<&str> = rest.split('/').collect();
         let id = |s: &str| s.to_owned();
         match (segments.as_slice(), read, method) {

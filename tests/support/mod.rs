@@ -1,6 +1,6 @@
 //! Test support: the simulator and the proxy started in-process on 127.0.0.1:0, and a small
 //! HTTP client to talk to them.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -93,7 +93,8 @@ impl Harness {
         if let Some(token) = token {
             headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
-        self.send(Method::GET, path_and_query, headers, Bytes::new()).await
+        self.send(Method::GET, path_and_query, headers, Bytes::new())
+            .await
     }
 
     /// Any request to the proxy.
@@ -115,7 +116,14 @@ impl Harness {
     /// GET on the admin listener.
     pub async fn admin(&self, path: &str) -> Answer {
         let uri = format!("http://{}{}", self.proxy.admin_addr(), path);
-        request(&self.client, Method::GET, &uri, HeaderMap::new(), Bytes::new()).await
+        request(
+            &self.client,
+            Method::GET,
+            &uri,
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .await
     }
 
     /// Upstream calls made for the connections list so far.

@@ -328,4 +328,8 @@ async fn authorization_information_links_to_another_origin() {
         href.contains("redirect_uri=http%3A%2F%2Flocalhost%2Fcb"),
         "{href}"
     );
+    let root = h
+        .get("/authorizationinformation?redirectUrl=http://localhost")
+        .await;
+    assert_eq!(root.status, StatusCode::OK);
 }

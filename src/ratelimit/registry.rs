@@ -1,0 +1,162 @@
+//! The bounded set of budgets: one shared budget (the global one, or the one of tokens without
+//! a `client_id`), per-client budgets created on demand, and an overflow budget.
+//!
+//! Memory stays bounded two ways. Idle client budgets (no pause, windows replenished, nobody
+//! holding them) are swept out at most once per [`SWEEP_INTERVAL`] when a new client appears;
+//! forgetting them changes nothing but the doubling streak of 429s. And at most
+//! [`MAX_CLIENT_BUDGETS`] are held: past that, new clients share the overflow budget until a
+//! sweep makes room. Evicting a live budget instead would hand its client a fresh burst and let
+//! it exceed its upstream quota; sharing errs the safe way (fewer upstream calls, not more),
+//! and a flood that fills the map is a forged-token attack rather than real client apps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::budget::Budget;
+use super::clock::after;
+use super::limits::Limits;
+use super::{BudgetKey, KeyKind, MAX_CLIENT_BUDGETS};
+
+/// The least time between two sweeps, so a flood of new clients cannot make every call scan.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Clients {
+    budgets: HashMap<Arc<str>, Arc<Budget>>,
+    next_sweep: Instant,
+}
+
+/// Every budget of one proxy.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    limits: Limits,
+    replenish_span: Duration,
+    shared: Arc<Budget>,
+    overflow: Arc<Budget>,
+    clients: Mutex<Clients>,
+}
+
+impl Registry {
+    /// An empty registry whose budgets all follow `limits`.
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            replenish_span: limits.replenish_span(),
+            shared: Arc::new(Budget::new(&limits)),
+            overflow: Arc::new(Budget::new(&limits)),
+            clients: Mutex::new(Clients {
+                budgets: HashMap::new(),
+                next_sweep: Instant::now(),
+            }),
+            limits,
+        }
+    }
+
+    fn clients(&self) -> MutexGuard<'_, Clients> {
+        // A map left half-updated by a panic is still a valid map.
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The budget `key` draws from, created if need be.
+    pub(crate) fn budget(&self, key: &BudgetKey) -> Arc<Budget> {
+        let KeyKind::Client(id) = &key.0 else {
+            return Arc::clone(&self.shared);
+        };
+        let mut clients = self.clients();
+        if let Some(budget) = clients.budgets.get(id) {
+            return Arc::clone(budget);
+        }
+        let now = Instant::now();
+        if now >= clients.next_sweep {
+            let span = self.replenish_span;
+            // Held elsewhere (a waiter, a call taking a permit) means in use.
+            clients
+                .budgets
+                .retain(|_, budget| Arc::strong_count(budget) > 1 || !budget.is_idle(now, span));
+            clients.next_sweep = after(now, SWEEP_INTERVAL);
+        }
+        if clients.budgets.len() >= MAX_CLIENT_BUDGETS {
+            return Arc::clone(&self.overflow);
+        }
+        let budget = Arc::new(Budget::new(&self.limits));
+        clients.budgets.insert(Arc::clone(id), Arc::clone(&budget));
+        budget
+    }
+
+    /// The budget `key` would draw from, without creating one: `None` for a client that has
+    /// no budget of its own and would get a fresh one.
+    pub(crate) fn existing(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
+        let KeyKind::Client(id) = &key.0 else {
+            return Some(Arc::clone(&self.shared));
+        };
+        let clients = self.clients();
+        match clients.budgets.get(id) {
+            Some(budget) => Some(Arc::clone(budget)),
+            None if clients.budgets.len() >= MAX_CLIENT_BUDGETS => Some(Arc::clone(&self.overflow)),
+            None => None,
+        }
+    }
+
+    /// Number of per-client budgets held.
+    pub(crate) fn len(&self) -> usize {
+        self.clients().budgets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{RateLimitKey, RateLimitSettings};
+
+    use super::*;
+
+    fn key(id: &str) -> BudgetKey {
+        BudgetKey(KeyKind::Client(id.into()))
+    }
+
+    fn registry() -> Registry {
+        Registry::new(Limits::new(&RateLimitSettings {
+            requests_per_second: 1.0,
+            burst: 1,
+            requests_per_hour: None,
+            max_wait: Duration::ZERO,
+            max_pause: Duration::ZERO,
+            key: RateLimitKey::ClientId,
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_budget_per_client_until_swept() {
+        let registry = registry();
+        let first = registry.budget(&key("a"));
+        assert!(Arc::ptr_eq(&first, &registry.budget(&key("a"))));
+        assert!(!Arc::ptr_eq(&first, &registry.budget(&key("b"))));
+        assert!(registry.existing(&key("c")).is_none());
+        assert_eq!(registry.len(), 2);
+        drop(first);
+        tokio::time::advance(SWEEP_INTERVAL).await;
+        registry.budget(&key("c"));
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_held_by_a_caller_is_not_swept() {
+        let registry = registry();
+        let held = registry.budget(&key("held"));
+        tokio::time::advance(SWEEP_INTERVAL).await;
+        registry.budget(&key("newcomer"));
+        assert_eq!(registry.len(), 2);
+        let again = registry.existing(&key("held"));
+        assert!(again.is_some_and(|again| Arc::ptr_eq(&again, &held)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_keys_use_the_shared_budget() {
+        let registry = registry();
+        let global = registry.budget(&BudgetKey(KeyKind::Global));
+        let anonymous = registry.budget(&BudgetKey(KeyKind::Anonymous));
+        assert!(Arc::ptr_eq(&global, &anonymous));
+        assert_eq!(registry.len(), 0);
+    }
+}
