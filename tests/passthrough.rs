@@ -274,3 +274,40 @@ async fn the_proxy_is_never_an_open_proxy() {
         "only the last request reached the simulator"
     );
 }
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504_after_the_request_timeout() {
+    let h = Harness::start_with(Default::default(), |settings| {
+        settings.upstream.request_timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    h.sim.set_delay(std::time::Duration::from_secs(3));
+    let answer = h.get("/export/connections/x", Some(&h.token("alice"))).await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.json()["error"]["code"], "UpstreamTimeout");
+}
+
+#[tokio::test]
+async fn clients_may_speak_h2c() {
+    let h = Harness::start().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
+    let token = h.token("alice");
+    let uri = format!(
+        "{}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=2",
+        h.url()
+    );
+    for expected in ["itwin-proxy; fwd=uri-miss; stored", "itwin-proxy; hit"] {
+        let request = http::Request::get(&uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let response = within(client.request(request)).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let status = response.headers()["cache-status"].to_str().unwrap();
+        assert!(status.starts_with(expected), "{status}");
+    }
+    assert_eq!(h.list_calls(), 1);
+}
