@@ -154,7 +154,8 @@ async fn no_token_reaches_a_log_line_even_at_trace_level() {
     });
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let uri = format!("http://127.0.0.1:{port}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1");
+    let uri =
+        format!("http://127.0.0.1:{port}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1");
     let answered = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         loop {
             let request = http::Request::get(&uri)

@@ -282,7 +282,9 @@ async fn a_slow_upstream_is_a_504_after_the_request_timeout() {
     })
     .await;
     h.sim.set_delay(std::time::Duration::from_secs(3));
-    let answer = h.get("/export/connections/x", Some(&h.token("alice"))).await;
+    let answer = h
+        .get("/export/connections/x", Some(&h.token("alice")))
+        .await;
     assert_eq!(answer.status, 504);
     assert_eq!(answer.json()["error"]["code"], "UpstreamTimeout");
 }
