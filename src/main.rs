@@ -1,8 +1,8 @@
 //! The `itwin-proxy` binary: parse the command line, load the config, start, run until
-//! SIGTERM or SIGINT, drain.
+//! SIGTERM or SIGINT (reloading the config on SIGHUP), drain.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -48,10 +48,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(settings))
+    runtime.block_on(run(settings, cli.config))
 }
 
-async fn run(settings: config::Settings) -> ExitCode {
+async fn run(settings: config::Settings, config_path: Option<PathBuf>) -> ExitCode {
+    // Handlers go in before the listeners, so a signal right after start-up is never lost
+    // (an unhandled SIGHUP would end the process).
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for signals");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match app::start(settings).await {
         Ok(running) => running,
         Err(error) => {
@@ -59,9 +68,9 @@ async fn run(settings: config::Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(error) = shutdown_signal().await {
-        tracing::error!(%error, "cannot listen for signals; shutting down");
-    }
+    signals
+        .serve_until_stopped(&running, config_path.as_deref())
+        .await;
     tracing::info!("shutdown signal received; draining");
     let drained = running.shutdown().await;
     if drained.cut > 0 {
@@ -71,14 +80,60 @@ async fn run(settings: config::Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// The signals the binary handles.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// Serves until SIGTERM or SIGINT; on SIGHUP, reloads the config file and applies it.
+    async fn serve_until_stopped(
+        mut self,
+        running: &app::RunningProxy,
+        config_path: Option<&Path>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => reload(running, config_path),
+            }
+        }
+    }
+}
+
+/// Reads the config again and swaps it in; an invalid config keeps the running one.
+fn reload(running: &app::RunningProxy, config_path: Option<&Path>) {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match config::load(config_path, &env) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            tracing::error!(%problems, "reload refused: invalid configuration; keeping the running one");
+            return;
+        }
+    };
+    match running.proxy().reload(settings) {
+        Ok(reloaded) => {
+            for key in &reloaded.needs_restart {
+                tracing::warn!(key, "changed, but only takes effect after a restart");
+            }
+            tracing::info!(
+                cache_emptied = reloaded.cache_emptied,
+                budgets_rebuilt = reloaded.budgets_rebuilt,
+                "configuration reloaded"
+            );
+        }
+        Err(error) => tracing::error!(%error, "reload refused; keeping the running configuration"),
+    }
 }

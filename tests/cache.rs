@@ -171,3 +171,29 @@ async fn hits_and_misses_are_counted_in_metrics() {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn purges_evict_pages_for_every_subject() {
+    let h = Harness::start().await;
+    let alice = h.token("alice");
+    let bob = h.token("bob");
+    for token in [&alice, &bob] {
+        h.get(&page(5, 0), Some(token)).await;
+        assert!(starts_with_hit(
+            h.get(&page(5, 0), Some(token)).await.cache_status()
+        ));
+    }
+    let purged = h
+        .admin_post(&format!("/purge?imodelId={DEMO_IMODEL_ID}"))
+        .await;
+    assert_eq!(purged.status, 200);
+    assert_eq!(purged.json()["purged"]["imodelId"], DEMO_IMODEL_ID);
+    for token in [&alice, &bob] {
+        let answer = h.get(&page(5, 0), Some(token)).await;
+        assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    }
+    assert_eq!(h.admin_post("/purge").await.status, 200);
+    let answer = h.get(&page(5, 0), Some(&alice)).await;
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_eq!(h.admin_post("/purge?foo=1").await.status, 400);
+}

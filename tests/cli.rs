@@ -88,7 +88,7 @@ fn env_overrides_apply_and_secrets_are_redacted() {
 }
 
 #[test]
-fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+fn the_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
     let path = temp_config(
         "run.toml",
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n",
@@ -110,6 +110,26 @@ fn the_binary_serves_and_stops_cleanly_on_sigterm() {
         .expect("a start-up line");
     let event: serde_json::Value = serde_json::from_str(&listening).unwrap();
     assert!(event["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\npublic_base_url = \"http://gw.test/x\"\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = lines
+        .by_ref()
+        .take(50)
+        .map_while(Result::ok)
+        .find(|line| line.contains("configuration reloaded"))
+        .expect("a reload line");
+    let event: serde_json::Value = serde_json::from_str(&reloaded).unwrap();
+    assert_eq!(event["cache_emptied"], true, "{reloaded}");
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

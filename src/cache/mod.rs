@@ -9,4 +9,4 @@ mod store;
 pub use flight::{Abandoned, Flights, Role};
 pub use key::{CacheKey, PageQuery};
 pub use status::CacheStatus;
-pub use store::{CachedPage, FreshPage, PageCache};
+pub use store::{CachedPage, FreshPage, PageCache, Purge};

@@ -2,6 +2,7 @@
 //! bounds memory, with freshness judged on tokio's clock so tests can pause time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,6 +77,17 @@ pub struct FreshPage {
 pub struct PageCache {
     pages: Cache<CacheKey, Arc<CachedPage>>,
     ttl: Duration,
+    /// Counts purges, so that a fill that started before one does not store its older page.
+    epoch: Arc<AtomicU64>,
+}
+
+/// Which pages a purge evicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// Every page.
+    All,
+    /// The pages of one iModel, for every subject.
+    IModel(String),
 }
 
 impl std::fmt::Debug for PageCache {
@@ -98,10 +110,38 @@ impl PageCache {
                 u32::try_from(key.weight() + page.weight()).unwrap_or(u32::MAX)
             })
             .time_to_live(keep)
+            .support_invalidation_closures()
             .build();
         Self {
             pages,
             ttl: settings.ttl,
+            epoch: Arc::default(),
+        }
+    }
+
+    /// The current purge epoch: read it before fetching a page, and pass it to [`store`].
+    ///
+    /// [`store`]: Self::store
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Evicts pages; fills in flight that started before stay unstored.
+    pub fn purge(&self, purge: &Purge) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match purge {
+            Purge::All => self.pages.invalidate_all(),
+            Purge::IModel(imodel_id) => {
+                let imodel_id: Arc<str> = imodel_id.as_str().into();
+                let evicted = self
+                    .pages
+                    .invalidate_entries_if(move |key, _| key.query.imodel_id == imodel_id);
+                if evicted.is_err() {
+                    // Only possible without invalidation-closure support, which is enabled
+                    // above; fall back to evicting everything rather than serving stale pages.
+                    self.pages.invalidate_all();
+                }
+            }
         }
     }
 
@@ -122,9 +162,19 @@ impl PageCache {
         self.pages.contains_key(key)
     }
 
-    /// Stores `page` under `key`, replacing what was there.
-    pub async fn store(&self, key: CacheKey, page: CachedPage) {
-        self.pages.insert(key, Arc::new(page)).await;
+    /// Stores `page` under `key`, replacing what was there, unless a purge happened since
+    /// `epoch` (then the page may predate the change that caused the purge). Returns whether
+    /// the page stays stored.
+    pub async fn store(&self, key: CacheKey, page: CachedPage, epoch: u64) -> bool {
+        if self.epoch() != epoch {
+            return false;
+        }
+        self.pages.insert(key.clone(), Arc::new(page)).await;
+        if self.epoch() != epoch {
+            self.pages.invalidate(&key).await;
+            return false;
+        }
+        true
     }
 
     /// Applies pending inserts and evictions so that the counts below are exact.
@@ -174,12 +224,8 @@ mod tests {
         );
         headers.insert(header::DATE, HeaderValue::from_static("today"));
         headers.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
-        cache
-            .store(
-                key("0"),
-                CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now()),
-            )
-            .await;
+        let page = CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now());
+        assert!(cache.store(key("0"), page, cache.epoch()).await);
         tokio::time::advance(Duration::from_secs(15)).await;
         let fresh = cache.fresh(&key("0"), Instant::now()).await.unwrap();
         assert_eq!((fresh.age_secs, fresh.ttl_secs), (15, 45));
@@ -194,12 +240,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn purges_evict_and_keep_older_fills_out() {
+        let cache = PageCache::new(&settings(1 << 20));
+        let page = || CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), Instant::now());
+        let other_imodel = {
+            let query = PageQuery::parse(Some("imodelId=other")).unwrap();
+            CacheKey::new(Subject::Claim("alice".into()), query, &HeaderMap::new())
+        };
+        assert!(cache.store(key("0"), page(), cache.epoch()).await);
+        assert!(
+            cache
+                .store(other_imodel.clone(), page(), cache.epoch())
+                .await
+        );
+        let before = cache.epoch();
+        cache.purge(&Purge::IModel("m".into()));
+        cache.settle().await;
+        assert!(!cache.contains(&key("0")));
+        assert!(cache.contains(&other_imodel));
+        assert!(
+            !cache.store(key("1"), page(), before).await,
+            "a fill that started before the purge is not stored"
+        );
+        cache.purge(&Purge::All);
+        cache.settle().await;
+        assert!(!cache.contains(&other_imodel));
+    }
+
+    #[tokio::test]
     async fn bytes_bound_the_cache() {
         let cache = PageCache::new(&settings(64 * 1024));
         for page in 0..64 {
             let body = Bytes::from(vec![b' '; 4096]);
             let stored = CachedPage::new(&HeaderMap::new(), body, Instant::now());
-            cache.store(key(&page.to_string()), stored).await;
+            cache.store(key(&page.to_string()), stored, 0).await;
         }
         cache.pages.run_pending_tasks().await;
         assert!(

@@ -131,6 +131,7 @@ async fn fill(
     storable: bool,
 ) -> FillOutcome {
     let mut ctx = RequestContext::default();
+    let epoch = proxy.cache.epoch();
     let budget = live.budgets.key_for(token.client_id.as_deref());
     let response = forward::call(&proxy, &live, &budget, &outbound, None, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
@@ -157,11 +158,11 @@ async fn fill(
     ) {
         proxy.known.forget(&token.hash).await;
     }
-    let stored = storable && parts.status == StatusCode::OK && small && !encoded(&parts.headers);
-    if stored {
+    let storable = storable && parts.status == StatusCode::OK && small && !encoded(&parts.headers);
+    let stored = storable && {
         let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
-        proxy.cache.store(key, page).await;
-    }
+        proxy.cache.store(key, page, epoch).await
+    };
     Ok(Arc::new(Fetched {
         upstream_latency: ctx.upstream_latency,
         status: parts.status,

@@ -12,6 +12,7 @@ mod cached;
 mod context;
 mod forward;
 mod relay;
+mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
+pub use reload::Reloaded;
 
 use crate::auth::{KnownTokens, Token, TokenHasher, bearer_token};
 use crate::body::{BoxError, ProxyBody};
@@ -46,8 +48,8 @@ pub struct Live {
     pub upstream: Upstream,
     /// Link rewriting toward `server.public_base_url`.
     pub rewriter: LinkRewriter,
-    /// Outbound budgets.
-    pub budgets: Budgets,
+    /// Outbound budgets (kept across reloads that leave `[rate_limit]` unchanged).
+    pub budgets: Arc<Budgets>,
     /// The path prefix of `server.public_base_url`, without a trailing `/` (may be empty).
     public_prefix: String,
 }
@@ -59,7 +61,7 @@ impl Live {
         let mut origins = vec![settings.upstream.base_url.clone()];
         origins.extend(settings.upstream.link_origins.iter().cloned());
         let rewriter = LinkRewriter::new(&origins, &settings.server.public_base_url);
-        let budgets = Budgets::new(&settings.rate_limit);
+        let budgets = Arc::new(Budgets::new(&settings.rate_limit));
         let public_prefix = settings
             .server
             .public_base_url

@@ -1,12 +1,16 @@
-//! The admin listener: liveness, readiness and metrics, kept apart from client traffic.
+//! The admin listener: liveness, readiness, metrics and cache purges, kept apart from client
+//! traffic.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
+use crate::cache::Purge;
+use crate::error::ProxyError;
 use crate::pipeline::Proxy;
 
 /// Answers one admin request. `draining` is true once shutdown began.
@@ -15,36 +19,94 @@ pub async fn handle(
     proxy: Arc<Proxy>,
     draining: watch::Receiver<bool>,
 ) -> Response<ProxyBody> {
-    let (status, content_type, text) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        (&Method::GET, "/readyz") if *draining.borrow() => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "draining\n".to_owned(),
-        ),
-        (&Method::GET, "/readyz") => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") if *draining.borrow() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        }
+        (&Method::GET, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/metrics") => {
             let cache = proxy.cache();
             cache.settle().await;
-            let text = proxy
-                .metrics()
-                .render(cache.entry_count(), cache.weighted_size());
-            (
+            let mut response = text(
                 StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                text,
-            )
+                proxy
+                    .metrics()
+                    .render(cache.entry_count(), cache.weighted_size()),
+            );
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_owned(),
-        ),
+        (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
+            Ok(purge) => {
+                proxy.cache().purge(&purge);
+                tracing::info!(?purge, "cache purged");
+                let purged = match purge {
+                    Purge::All => serde_json::json!({ "purged": "all" }),
+                    Purge::IModel(id) => serde_json::json!({ "purged": { "imodelId": id } }),
+                };
+                json(StatusCode::OK, purged.to_string())
+            }
+            Err(error) => error.to_response(),
+        },
+        (_, "/purge") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// What `POST /purge[?imodelId=..]` evicts.
+fn purge_target(query: Option<&str>) -> Result<Purge, ProxyError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(Purge::All);
     };
-    let mut response = Response::new(body::full(text));
+    let invalid = ProxyError::InvalidRequest("Use POST /purge or POST /purge?imodelId=<id>.");
+    let (name, raw) = query.split_once('=').ok_or(invalid.clone())?;
+    if name != "imodelId" || raw.is_empty() || raw.contains('&') {
+        return Err(invalid);
+    }
+    let value = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| invalid.clone())?;
+    Ok(Purge::IModel(value.into_owned()))
+}
+
+fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+    respond(status, "application/json", body.into())
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: bytes::Bytes,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_targets() {
+        assert_eq!(purge_target(None).unwrap(), Purge::All);
+        assert_eq!(
+            purge_target(Some("imodelId=a%2Fb")).unwrap(),
+            Purge::IModel("a/b".into())
+        );
+        assert!(purge_target(Some("imodelId=")).is_err());
+        assert!(purge_target(Some("imodelId=a&x=1")).is_err());
+        assert!(purge_target(Some("other=a")).is_err());
+    }
 }

@@ -126,6 +126,19 @@ impl Harness {
         .await
     }
 
+    /// POST on the admin listener.
+    pub async fn admin_post(&self, path: &str) -> Answer {
+        let uri = format!("http://{}{}", self.proxy.admin_addr(), path);
+        request(
+            &self.client,
+            Method::POST,
+            &uri,
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .await
+    }
+
     /// Upstream calls made for the connections list so far.
     pub fn list_calls(&self) -> u64 {
         self.sim.count("GET", "/export/connections")

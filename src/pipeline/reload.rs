@@ -1,0 +1,77 @@
+//! Live reload: new settings swapped in atomically while requests keep flowing. Requests in
+//! flight finish on the settings they started with.
+
+use std::sync::Arc;
+
+use super::{Live, Proxy};
+use crate::cache::Purge;
+use crate::config::Settings;
+use crate::upstream::UpstreamSetupError;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reloaded {
+    /// Keys that changed but only take effect after a restart.
+    pub needs_restart: Vec<&'static str>,
+    /// Whether the cache was emptied because link settings changed (stored pages carry
+    /// rewritten links).
+    pub cache_emptied: bool,
+    /// Whether the budgets were rebuilt (their waits and pauses start afresh).
+    pub budgets_rebuilt: bool,
+}
+
+impl Proxy {
+    /// Applies `settings` to every request that starts from now on.
+    pub fn reload(&self, settings: Settings) -> Result<Reloaded, UpstreamSetupError> {
+        let old = self.live.load_full();
+        let mut next = Live::new(settings)?;
+        let (before, after) = (&old.settings, &next.settings);
+
+        let mut needs_restart = Vec::new();
+        let mut note = |changed: bool, key: &'static str| {
+            if changed {
+                needs_restart.push(key);
+            }
+        };
+        note(before.server.listen != after.server.listen, "server.listen");
+        note(
+            before.server.admin_listen != after.server.admin_listen,
+            "server.admin_listen",
+        );
+        note(
+            before.server.shutdown_grace != after.server.shutdown_grace,
+            "server.shutdown_grace",
+        );
+        note(before.cache.ttl != after.cache.ttl, "cache.ttl");
+        note(
+            before.cache.stale_if_error != after.cache.stale_if_error,
+            "cache.stale_if_error",
+        );
+        note(
+            before.cache.stale_while_revalidate != after.cache.stale_while_revalidate,
+            "cache.stale_while_revalidate",
+        );
+        note(
+            before.cache.max_bytes != after.cache.max_bytes,
+            "cache.max_bytes",
+        );
+        note(before.log != after.log, "log");
+
+        let budgets_rebuilt = before.rate_limit != after.rate_limit;
+        if !budgets_rebuilt {
+            next.budgets = Arc::clone(&old.budgets);
+        }
+        let cache_emptied = before.server.public_base_url != after.server.public_base_url
+            || before.upstream.base_url != after.upstream.base_url
+            || before.upstream.link_origins != after.upstream.link_origins;
+        self.live.store(Arc::new(next));
+        if cache_emptied {
+            self.cache.purge(&Purge::All);
+        }
+        Ok(Reloaded {
+            needs_restart,
+            cache_emptied,
+            budgets_rebuilt,
+        })
+    }
+}
