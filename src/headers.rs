@@ -40,8 +40,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` to what the client used to reach the proxy.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
+/// `X-Forwarded-Host` to what the client used to reach the proxy (`https` when the proxy's
+/// public URL is, as behind a TLS-terminating gateway).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    host: Option<&HeaderValue>,
+    https: bool,
+) {
     let x_forwarded_for = HeaderName::from_static("x-forwarded-for");
     let chain = match headers.get(&x_forwarded_for).and_then(|v| v.to_str().ok()) {
         Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client}"),
@@ -52,7 +58,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&Head
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
     );
     let x_forwarded_host = HeaderName::from_static("x-forwarded-host");
     match host {
@@ -93,9 +99,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         let host = HeaderValue::from_static("proxy.example:8080");
-        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap(), Some(&host));
+        add_forwarded(
+            &mut headers,
+            "127.0.0.1".parse().unwrap(),
+            Some(&host),
+            false,
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "proxy.example:8080");
+        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap(), None, true);
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert!(!headers.contains_key("x-forwarded-host"));
     }
 }

@@ -197,3 +197,29 @@ async fn purges_evict_pages_for_every_subject() {
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.admin_post("/purge?foo=1").await.status, 400);
 }
+
+#[tokio::test]
+async fn a_page_over_the_rewrite_limit_streams_unchanged_and_is_not_stored() {
+    let h = Harness::start_with(Default::default(), |settings| {
+        settings.upstream.max_rewrite_bytes = 2048;
+    })
+    .await;
+    let token = h.token("alice");
+    for _ in 0..2 {
+        let answer = h.get(&page(50, 0), Some(&token)).await;
+        assert_eq!(answer.status, 200);
+        assert!(answer.body.len() > 2048);
+        assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss");
+        let href = answer.json()["_links"]["self"]["href"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            href.starts_with(&h.sim.link_origin()),
+            "unrewritten: {href}"
+        );
+    }
+    assert_eq!(h.list_calls(), 2);
+    let small = h.get(&page(1, 0), Some(&token)).await;
+    assert_eq!(small.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+}

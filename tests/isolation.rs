@@ -132,3 +132,37 @@ async fn a_denied_subject_is_refused_by_the_upstream_not_served() {
     assert_eq!(answer.status, 403);
     assert_eq!(answer.json()["error"]["code"], "InsufficientPermissions");
 }
+
+#[tokio::test]
+async fn a_second_authorization_header_is_refused_before_anything_is_sent() {
+    let (h, alice) = with_alice_cached().await;
+    let forged = h.sim.forged_token(&TokenSpec::new("alice"));
+    let mut headers = HeaderMap::new();
+    headers.append("authorization", format!("Bearer {forged}").parse().unwrap());
+    headers.append("authorization", format!("Bearer {alice}").parse().unwrap());
+    let calls = h.sim.request_count();
+    for path in [page(), "/export/connections/x".to_owned()] {
+        let answer = h
+            .send(Method::GET, &path, headers.clone(), Bytes::new())
+            .await;
+        assert_eq!(answer.status, 400, "{path}");
+        assert_eq!(answer.json()["error"]["code"], "InvalidRequest");
+    }
+    assert_eq!(h.sim.request_count(), calls);
+}
+
+#[tokio::test]
+async fn naming_authorization_in_connection_does_not_strip_it() {
+    let (h, alice) = with_alice_cached().await;
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {alice}").parse().unwrap());
+    headers.insert("connection", "authorization".parse().unwrap());
+    let answer = h
+        .send(Method::GET, "/sim/echo", headers, Bytes::new())
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json()["headers"]["authorization"][0],
+        format!("Bearer {alice}")
+    );
+}

@@ -58,12 +58,19 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
     let requests: Vec<_> = (0..overload)
         .map(|skip| {
             let (h, token) = (Arc::clone(&h), token.clone());
-            tokio::spawn(async move { h.get(&page(skip), Some(&token)).await })
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let answer = h.get(&page(skip), Some(&token)).await;
+                (answer, started.elapsed())
+            })
         })
         .collect();
     let (mut served, mut refused) = (0, 0);
     for request in requests {
-        let answer = within(request).await.unwrap();
+        let (answer, took) = within(request).await.unwrap();
+        // max_wait is 1 s; the bound is generous for a busy machine, but far below what an
+        // unbounded queue of 32 requests at 4/s would take.
+        assert!(took < Duration::from_secs(6), "answered after {took:?}");
         match answer.status.as_u16() {
             200 => served += 1,
             429 => {
@@ -124,7 +131,10 @@ async fn two_client_apps_have_their_own_budgets() {
     let app_a = h.sim.token(&TokenSpec::new("alice").client_id("app-a"));
     let app_b = h.sim.token(&TokenSpec::new("bob").client_id("app-b"));
     assert_eq!(h.get(&page(0), Some(&app_a)).await.status, 200);
-    assert_proxy_429(&h.get(&page(1), Some(&app_a)).await);
+    let refused = h.get(&page(1), Some(&app_a)).await;
+    assert_proxy_429(&refused);
+    assert_eq!(refused.cache_status(), "itwin-proxy; fwd=uri-miss");
+    assert_eq!(refused.header("cache-control"), Some("private"));
     assert_eq!(h.get(&page(1), Some(&app_b)).await.status, 200);
     assert_eq!(h.list_calls(), 2);
 }

@@ -26,6 +26,12 @@ async fn in_flight_requests_finish_and_readiness_turns_503() {
     h.proxy.begin_shutdown();
     assert_eq!(h.admin("/readyz").await.status, 503);
     assert_eq!(h.admin("/healthz").await.status, 200);
+    within(async {
+        while tokio::net::TcpStream::connect(h.proxy.addr()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     hold.release();
     let answer = within(slow).await.unwrap();
     assert_eq!(

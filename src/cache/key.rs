@@ -30,6 +30,10 @@ impl PageQuery {
     pub fn parse(query: Option<&str>) -> Option<Self> {
         let (mut imodel_id, mut top, mut skip) = (None, None, None);
         for pair in query?.split('&').filter(|pair| !pair.is_empty()) {
+            // Servers disagree on whether `+` means a space; such a query is not keyed.
+            if pair.contains('+') {
+                return None;
+            }
             let (name, value) = pair.split_once('=')?;
             let name = percent_decode_str(name).decode_utf8().ok()?;
             let value = percent_decode_str(value).decode_utf8().ok()?;
@@ -131,6 +135,7 @@ mod tests {
         assert!(parse("imodelId=").is_none(), "empty iModel");
         assert!(parse("imodelId").is_none(), "no value");
         assert!(parse("imodelId=%ff").is_none(), "not UTF-8");
+        assert!(parse("imodelId=a+b").is_none(), "+ is ambiguous");
         assert!(PageQuery::parse(None).is_none());
         assert!(parse("imodelId=m1&").is_some(), "a trailing & is harmless");
     }

@@ -100,16 +100,14 @@ impl std::fmt::Debug for PageCache {
 }
 
 impl PageCache {
-    /// An empty cache bounded by `settings.max_bytes`. Pages are kept past `ttl` for as long
-    /// as they may still be served stale.
+    /// An empty cache bounded by `settings.max_bytes`, whose pages expire after `ttl`.
     pub fn new(settings: &CacheSettings) -> Self {
-        let keep = settings.ttl + settings.stale_if_error.max(settings.stale_while_revalidate);
         let pages = Cache::builder()
             .max_capacity(settings.max_bytes)
             .weigher(|key: &CacheKey, page: &Arc<CachedPage>| {
                 u32::try_from(key.weight() + page.weight()).unwrap_or(u32::MAX)
             })
-            .time_to_live(keep)
+            .time_to_live(settings.ttl)
             .support_invalidation_closures()
             .build();
         Self {
@@ -236,7 +234,6 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(cache.fresh(&key("0"), Instant::now()).await.is_none());
-        assert!(cache.contains(&key("0")), "kept for stale serving");
     }
 
     #[tokio::test]

@@ -227,9 +227,17 @@ fn http_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// The longest duration any key accepts: longer ones are surely mistakes, and bounding them
+/// keeps every sum of durations far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("invalid duration {text:?}: {error}"))
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|error| format!("invalid duration {text:?}: {error}"))?;
+    if parsed > MAX_DURATION {
+        return Err(format!("must be at most 10 years, found {text:?}"));
+    }
+    Ok(parsed)
 }
 
 fn positive(text: &str) -> Result<Duration, String> {

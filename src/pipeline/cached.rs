@@ -6,17 +6,19 @@
 //! the upstream's answer decides; while a token is not yet known-valid, identical requests
 //! with that same token share one upstream call, never one made with another token.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::forward::{self, Outbound};
-use super::relay::{clean_headers, is_rewritable_json, rewrite_json_body};
+use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
 use super::{Live, Proxy, RequestContext};
 use crate::auth::{Token, TokenHash, bearer_token};
 use crate::body::{self, ProxyBody};
@@ -33,15 +35,32 @@ pub(crate) enum FlightKey {
     Unverified(TokenHash, CacheKey),
 }
 
-/// An upstream answer on the cached route, read whole and rewritten, shareable by every
-/// request that waited for it.
+/// An upstream answer on the cached route, shareable by every request that waited for it.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     upstream_latency: Option<std::time::Duration>,
     status: StatusCode,
     headers: HeaderMap,
-    body: Bytes,
+    body: FetchedBody,
     stored: bool,
+}
+
+/// The body of a shared answer.
+enum FetchedBody {
+    /// Read whole (and rewritten, if JSON): every sharer gets a copy.
+    Whole(Bytes),
+    /// Larger than `upstream.max_rewrite_bytes`: it streams, unrewritten, to the one request
+    /// that takes it; the others ask the upstream on their own.
+    Oversized(Mutex<Option<ProxyBody>>),
+}
+
+impl std::fmt::Debug for FetchedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Whole(bytes) => write!(f, "Whole({} bytes)", bytes.len()),
+            Self::Oversized(_) => f.write_str("Oversized"),
+        }
+    }
 }
 
 /// What a fill hands to the requests that share it.
@@ -60,7 +79,8 @@ pub(crate) async fn serve(
     proxy: &Arc<Proxy>,
     live: &Arc<Live>,
     parts: &request::Parts,
-    outbound: Outbound,
+    path: &PathAndQuery,
+    client: IpAddr,
     query: PageQuery,
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -72,6 +92,7 @@ pub(crate) async fn serve(
     let known = usable && proxy.known.is_known(&token, now).await;
     let no_cache = asks_no_cache(&parts.headers);
     let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
+    let token_client_id = token.client_id.clone();
 
     if known
         && !no_cache
@@ -84,6 +105,12 @@ pub(crate) async fn serve(
     }
 
     let present = proxy.cache.contains(&key);
+    // What this request is, should the upstream call fail before it can say more.
+    ctx.cache = Some(if present && (!known || no_cache) {
+        CacheStatus::Request
+    } else {
+        CacheStatus::Miss { stored: false }
+    });
     let flight = if known {
         FlightKey::Verified(key.clone())
     } else {
@@ -92,7 +119,7 @@ pub(crate) async fn serve(
     let fill = fill(
         Arc::clone(proxy),
         Arc::clone(live),
-        outbound,
+        Outbound::from_client(live, parts, path, client)?,
         token,
         key,
         usable,
@@ -116,7 +143,17 @@ pub(crate) async fn serve(
             stored: fetched.stored,
         },
     });
-    Ok(fetched_response(&fetched))
+    match fetched_response(&fetched) {
+        Some(response) => Ok(response),
+        None => {
+            // Another request streams the oversized shared answer; this one asks on its own.
+            ctx.cache = Some(CacheStatus::Miss { stored: false });
+            let outbound = Outbound::from_client(live, parts, path, client)?;
+            let budget = live.budgets.key_for(token_client_id.as_deref());
+            let response = forward::call(proxy, live, &budget, &outbound, None, ctx).await?;
+            relay::relay(live, response, false).await
+        }
+    }
 }
 
 /// The fill: one upstream call whose 200 answer, when the token may use the cache, is stored
@@ -135,19 +172,6 @@ async fn fill(
     let budget = live.budgets.key_for(token.client_id.as_deref());
     let response = forward::call(&proxy, &live, &budget, &outbound, None, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
-    let body = tokio::time::timeout(live.upstream.request_timeout(), incoming.collect())
-        .await
-        .map_err(|_| ProxyError::UpstreamTimeout)?
-        .map_err(|e| ProxyError::UpstreamUnavailable(e.to_string()))?
-        .to_bytes();
-    clean_headers(&live.rewriter, &mut parts.headers);
-    let json = is_rewritable_json(&parts.headers);
-    let small = body.len() as u64 <= live.settings.upstream.max_rewrite_bytes;
-    let body = match json && small {
-        true => rewrite_json_body(&live.rewriter, &body).unwrap_or(body),
-        false => body,
-    };
-    parts.headers.remove(header::CONTENT_LENGTH);
 
     let now = epoch_seconds();
     if parts.status.is_success() {
@@ -158,7 +182,29 @@ async fn fill(
     ) {
         proxy.known.forget(&token.hash).await;
     }
-    let storable = storable && parts.status == StatusCode::OK && small && !encoded(&parts.headers);
+
+    let limit = live.settings.upstream.max_rewrite_bytes;
+    let buffered = relay::buffer(incoming, limit, live.upstream.request_timeout()).await?;
+    clean_headers(&live.rewriter, &mut parts.headers);
+    let body = match buffered {
+        Buffered::Complete(body) => body,
+        Buffered::Partial(rest) => {
+            return Ok(Arc::new(Fetched {
+                upstream_latency: ctx.upstream_latency,
+                status: parts.status,
+                headers: parts.headers,
+                body: FetchedBody::Oversized(Mutex::new(Some(rest.boxed()))),
+                stored: false,
+            }));
+        }
+    };
+    let body = match is_rewritable_json(&parts.headers) {
+        true => rewrite_json_body(&live.rewriter, &body).unwrap_or(body),
+        false => body,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+
+    let storable = storable && parts.status == StatusCode::OK && !encoded(&parts.headers);
     let stored = storable && {
         let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
         proxy.cache.store(key, page, epoch).await
@@ -167,7 +213,7 @@ async fn fill(
         upstream_latency: ctx.upstream_latency,
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: FetchedBody::Whole(body),
         stored,
     }))
 }
@@ -181,11 +227,18 @@ fn hit_response(fresh: &FreshPage) -> Response<ProxyBody> {
     response
 }
 
-fn fetched_response(fetched: &Fetched) -> Response<ProxyBody> {
-    let mut response = Response::new(body::full(fetched.body.clone()));
+/// The response for one sharer of `fetched`; `None` when its body streamed to another.
+fn fetched_response(fetched: &Fetched) -> Option<Response<ProxyBody>> {
+    let body = match &fetched.body {
+        FetchedBody::Whole(bytes) => body::full(bytes.clone()),
+        FetchedBody::Oversized(slot) => {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).take()?
+        }
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = fetched.status;
     *response.headers_mut() = fetched.headers.clone();
-    response
+    Some(response)
 }
 
 /// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or

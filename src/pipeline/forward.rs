@@ -16,7 +16,7 @@ use crate::headers::{add_forwarded, remove_hop_by_hop};
 use crate::ratelimit::{Admission, BudgetKey};
 
 /// A request to the upstream, without its body, so a bodiless one can be sent again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Outbound {
     /// The method.
     pub(crate) method: Method,
@@ -24,6 +24,17 @@ pub(crate) struct Outbound {
     pub(crate) uri: Uri,
     /// End-to-end headers plus the forwarding headers.
     pub(crate) headers: HeaderMap,
+}
+
+impl std::fmt::Debug for Outbound {
+    /// Header values stay out: they carry the client's credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Outbound {
@@ -38,13 +49,19 @@ impl Outbound {
     ) -> Result<Self, ProxyError> {
         let mut headers = parts.headers.clone();
         remove_hop_by_hop(&mut headers);
+        // The credential is end to end: naming it in `Connection` must not strip the token the
+        // proxy keyed and budgeted the request by.
+        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
+        }
         let original_host = headers.remove(header::HOST).or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        add_forwarded(&mut headers, client, original_host.as_ref());
+        let https = live.settings.server.public_base_url.scheme() == "https";
+        add_forwarded(&mut headers, client, original_host.as_ref(), https);
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),

@@ -171,10 +171,10 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         guard(&parts)?;
         let path = strip_prefix(&live.public_prefix, &parts)?;
-        let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
         let on_cached_route = path.path() == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);
         if !on_cached_route {
+            let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
             return self.pass_through(live, &parts, outbound, body, ctx).await;
         }
         ctx.route = CONNECTIONS_ROUTE;
@@ -183,9 +183,10 @@ impl Proxy {
             return Err(ProxyError::MissingAuthorization);
         }
         match cached::page_query(&parts, path.query()) {
-            Some(query) => cached::serve(self, live, &parts, outbound, query, ctx).await,
+            Some(query) => cached::serve(self, live, &parts, &path, client.ip(), query, ctx).await,
             None => {
                 ctx.cache = Some(crate::cache::CacheStatus::Bypass);
+                let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
                 self.pass_through(live, &parts, outbound, body, ctx).await
             }
         }
@@ -227,7 +228,7 @@ impl Proxy {
         let status = response.status().as_u16();
         self.metrics.record_request(RequestLabels {
             route: ctx.route,
-            method: method.as_str().to_owned(),
+            method: method_label(method),
             status,
             cache: ctx.cache_label(),
         });
@@ -246,6 +247,25 @@ impl Proxy {
             );
         });
     }
+}
+
+/// The `method` label: a standard method, or `other`, so made-up methods cannot add series.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("other", Method::as_str)
 }
 
 /// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
@@ -267,12 +287,36 @@ fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
             "The request target must be a path.",
         ));
     }
+    if parts.uri.path().split('/').any(is_dot_segment) {
+        return Err(ProxyError::InvalidRequest(
+            "The request path must not contain '.' or '..' segments.",
+        ));
+    }
+    // Which of several credentials counts would be the upstream's choice, not the proxy's:
+    // one token could be keyed while another is verified.
+    if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ProxyError::InvalidRequest(
+            "A request must carry at most one Authorization header.",
+        ));
+    }
     Ok(())
+}
+
+/// Whether a path segment is `.` or `..`, also percent-encoded: such a segment could climb out
+/// of the upstream's base path.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 /// The request's path and query with the public path prefix removed; requests outside the
 /// prefix are routed as they are.
 fn strip_prefix(prefix: &str, parts: &request::Parts) -> Result<PathAndQuery, ProxyError> {
+    if prefix.is_empty()
+        && let Some(path_and_query) = parts.uri.path_and_query()
+    {
+        return Ok(path_and_query.clone());
+    }
     let path = parts.uri.path();
     let stripped = if prefix.is_empty() {
         path
@@ -330,6 +374,27 @@ mod tests {
             guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
             "h2 always carries an authority; it is ignored, never routed on"
         );
+    }
+
+    #[test]
+    fn guard_refuses_ambiguous_requests() {
+        assert!(guard(&parts("/a/../b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/%2E%2e/b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/./b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/..b/c.d", Version::HTTP_11, Method::GET)).is_ok());
+        let mut two = parts("/export/connections", Version::HTTP_11, Method::GET);
+        two.headers
+            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        assert!(guard(&two).is_ok());
+        two.headers
+            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        assert!(guard(&two).is_err());
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"JUNK").unwrap()), "other");
     }
 
     #[test]

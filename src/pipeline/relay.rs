@@ -125,13 +125,13 @@ fn stream(incoming: Incoming) -> ProxyBody {
 
 /// A body read into memory, or, when it turned out too large, what was read so far in front
 /// of the rest.
-enum Buffered {
+pub(crate) enum Buffered {
     Complete(Bytes),
     Partial(Prefixed),
 }
 
 /// Reads `incoming` until it ends or passes `limit` bytes, within `timeout`.
-async fn buffer(
+pub(crate) async fn buffer(
     mut incoming: Incoming,
     limit: u64,
     timeout: std::time::Duration,
@@ -164,7 +164,7 @@ async fn buffer(
 }
 
 /// Frames already read, followed by the rest of the upstream body.
-struct Prefixed {
+pub(crate) struct Prefixed {
     frames: VecDeque<Frame<Bytes>>,
     rest: Incoming,
 }
