@@ -1,6 +1,8 @@
 //! Logging set-up: tracing to stderr, as text or JSON lines, filtered by `RUST_LOG` when set,
 //! else by `log.level`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -15,6 +17,7 @@ pub fn init(settings: &LogSettings) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match settings.format {
         LogFormat::Text => builder.try_init(),
