@@ -151,7 +151,7 @@ pub(crate) async fn serve(
             let outbound = Outbound::from_client(live, parts, path, client)?;
             let budget = live.budgets.key_for(token_client_id.as_deref());
             let response = forward::call(proxy, live, &budget, &outbound, None, ctx).await?;
-            relay::relay(live, response, false).await
+            Ok(relay::relay(live, response, false).await?.response)
         }
     }
 }
@@ -204,6 +204,9 @@ async fn fill(
     };
     parts.headers.remove(header::CONTENT_LENGTH);
 
+    if parts.status == StatusCode::OK {
+        proxy.invalidator.learn_from_page(&body).await;
+    }
     let storable = storable && parts.status == StatusCode::OK && !encoded(&parts.headers);
     let stored = storable && {
         let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());

@@ -5,7 +5,8 @@
 //! 3. on the cached route, [`cached::serve`]: authenticate, key, look up, fill, store;
 //!    elsewhere, [`pass_through`]: forward the body streaming;
 //! 4. [`forward::call`]: take a budget permit, call the upstream, feed its answer to the budget;
-//! 5. [`relay::relay`]: clean headers, rewrite links;
+//! 5. [`relay::relay`]: clean headers, rewrite links; after a pass-through,
+//!    [`Proxy::invalidate`] evicts what a successful write made stale;
 //! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
 
 mod cached;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, Version, header, request};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -30,7 +31,7 @@ pub use reload::Reloaded;
 
 use crate::auth::{KnownTokens, Token, TokenHasher, bearer_token};
 use crate::body::{BoxError, ProxyBody};
-use crate::cache::{Flights, PageCache};
+use crate::cache::{Flights, Invalidator, PageCache, Write, names_one_connection};
 use crate::config::Settings;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestLabels};
@@ -85,6 +86,7 @@ pub struct Proxy {
     live: ArcSwap<Live>,
     cache: PageCache,
     flights: Flights<cached::FlightKey, cached::FillOutcome>,
+    invalidator: Invalidator,
     known: KnownTokens,
     hasher: TokenHasher,
     metrics: Arc<Metrics>,
@@ -98,6 +100,7 @@ impl Proxy {
             live: ArcSwap::from_pointee(live),
             cache,
             flights: Flights::default(),
+            invalidator: Invalidator::default(),
             known: KnownTokens::default(),
             hasher,
             metrics,
@@ -175,10 +178,11 @@ impl Proxy {
             && (parts.method == Method::GET || parts.method == Method::HEAD);
         if !on_cached_route {
             let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
-            return self.pass_through(live, &parts, outbound, body, ctx).await;
+            let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
+            self.invalidate(&parts.method, path.path(), &relayed).await;
+            return Ok(relayed.response);
         }
         ctx.route = CONNECTIONS_ROUTE;
-        tracing::Span::current().record("http.route", CONNECTIONS_ROUTE);
         if bearer_token(&parts.headers).is_none() {
             return Err(ProxyError::MissingAuthorization);
         }
@@ -187,8 +191,29 @@ impl Proxy {
             None => {
                 ctx.cache = Some(crate::cache::CacheStatus::Bypass);
                 let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
-                self.pass_through(live, &parts, outbound, body, ctx).await
+                Ok(self
+                    .pass_through(live, &parts, outbound, body, ctx)
+                    .await?
+                    .response)
             }
+        }
+    }
+
+    /// Phase 5b: what a pass-through answer means for the cache. A successful write evicts
+    /// the pages it made stale; a connection's answer teaches which iModel it belongs to.
+    async fn invalidate(&self, method: &Method, path: &str, relayed: &relay::Relayed) {
+        let status = relayed.response.status();
+        if let Some(write) = Write::classify(method, path) {
+            let answer = relayed.body.as_deref();
+            self.invalidator
+                .after_write(&write, status, answer, &self.cache)
+                .await;
+        } else if status == StatusCode::OK
+            && method == Method::GET
+            && names_one_connection(path)
+            && let Some(answer) = &relayed.body
+        {
+            self.invalidator.learn_from_connection(answer).await;
         }
     }
 
@@ -200,7 +225,7 @@ impl Proxy {
         outbound: Outbound,
         body: Incoming,
         ctx: &mut RequestContext,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<relay::Relayed, ProxyError> {
         let token = bearer_token(&parts.headers).map(|raw| Token::parse(raw, &self.hasher));
         let budget = live
             .budgets

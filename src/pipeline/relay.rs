@@ -83,13 +83,21 @@ pub(crate) fn rewrite_json_body(rewriter: &LinkRewriter, body: &Bytes) -> Option
     rewriter.rewrite_json(body).map(Bytes::from)
 }
 
+/// An answer for the client, with its body too when the proxy read it whole.
+pub(crate) struct Relayed {
+    /// The answer.
+    pub(crate) response: Response<ProxyBody>,
+    /// The (rewritten) body, when it was read whole.
+    pub(crate) body: Option<Bytes>,
+}
+
 /// Turns an upstream answer into the client's: headers cleaned, and a JSON body no larger
 /// than `upstream.max_rewrite_bytes` rewritten; anything else streams through.
 pub(crate) async fn relay(
     live: &Live,
     response: Response<Incoming>,
     head_only: bool,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Relayed, ProxyError> {
     let (mut parts, incoming) = response.into_parts();
     clean_headers(&live.rewriter, &mut parts.headers);
     let limit = live.settings.upstream.max_rewrite_bytes;
@@ -102,7 +110,10 @@ pub(crate) async fn relay(
         && is_rewritable_json(&parts.headers)
         && declared.is_none_or(|length| length <= limit);
     if !candidate {
-        return Ok(Response::from_parts(parts, stream(incoming)));
+        return Ok(Relayed {
+            response: Response::from_parts(parts, stream(incoming)),
+            body: None,
+        });
     }
     match buffer(incoming, limit, live.upstream.request_timeout()).await? {
         Buffered::Complete(bytes) => {
@@ -113,9 +124,15 @@ pub(crate) async fn relay(
                 }
                 None => bytes,
             };
-            Ok(Response::from_parts(parts, body::full(body)))
+            Ok(Relayed {
+                response: Response::from_parts(parts, body::full(body.clone())),
+                body: Some(body),
+            })
         }
-        Buffered::Partial(prefixed) => Ok(Response::from_parts(parts, prefixed.boxed())),
+        Buffered::Partial(prefixed) => Ok(Relayed {
+            response: Response::from_parts(parts, prefixed.boxed()),
+            body: None,
+        }),
     }
 }
 

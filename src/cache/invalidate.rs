@@ -1,0 +1,199 @@
+//! Write invalidation: which writes through the proxy make which cached pages stale.
+//!
+//! Creating a connection changes its iModel's list; deleting one, or starting a run (which
+//! changes its `lastRun`), changes the list of the connection's iModel. That iModel is
+//! learned from the pages and answers that pass through; where it is unknown, every page is
+//! evicted. Pages of the iModel are evicted for every subject, and a fill already in flight
+//! does not store its older page (see [`PageCache::purge`]).
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use moka::future::Cache;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+use super::store::{PageCache, Purge};
+
+/// How many connection → iModel pairs are remembered.
+const MAX_OWNERS: u64 = 100_000;
+
+/// A request that changes cached lists when it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// `POST /export/connections`.
+    CreateConnection,
+    /// `DELETE /export/connections/{id}`.
+    DeleteConnection(String),
+    /// `POST /export/connections/{id}/runs`.
+    StartRun(String),
+}
+
+impl Write {
+    /// The write a request is, if any (`path` without query, public prefix stripped).
+    pub fn classify(method: &Method, path: &str) -> Option<Self> {
+        let rest = path.strip_prefix("/export/connections")?;
+        if rest.is_empty() {
+            return (method == Method::POST).then_some(Self::CreateConnection);
+        }
+        let mut segments = rest.strip_prefix('/')?.split('/');
+        let id = percent_decode_str(segments.next()?).decode_utf8().ok()?;
+        if id.is_empty() {
+            return None;
+        }
+        match (method, segments.next(), segments.next()) {
+            (&Method::DELETE, None, _) => Some(Self::DeleteConnection(id.into_owned())),
+            (&Method::POST, Some("runs"), None) => Some(Self::StartRun(id.into_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `path` is that of one connection, `/export/connections/{id}`, whose answer tells
+/// the connection's iModel.
+pub fn names_one_connection(path: &str) -> bool {
+    path.strip_prefix("/export/connections/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// A connection as the upstream describes it; only what invalidation needs.
+#[derive(Deserialize)]
+struct Connection {
+    id: String,
+    #[serde(rename = "iModelId")]
+    imodel_id: String,
+}
+
+#[derive(Deserialize)]
+struct ConnectionList {
+    connections: Vec<Connection>,
+}
+
+#[derive(Deserialize)]
+struct SingleConnection {
+    connection: Connection,
+}
+
+/// Remembers which iModel each seen connection belongs to, and evicts after writes.
+#[derive(Clone)]
+pub struct Invalidator {
+    owners: Cache<Arc<str>, Arc<str>>,
+}
+
+impl std::fmt::Debug for Invalidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invalidator")
+            .field("known_connections", &self.owners.entry_count())
+            .finish()
+    }
+}
+
+impl Default for Invalidator {
+    fn default() -> Self {
+        Self {
+            owners: Cache::new(MAX_OWNERS),
+        }
+    }
+}
+
+impl Invalidator {
+    /// Learns the iModel of every connection on a list page.
+    pub async fn learn_from_page(&self, body: &[u8]) {
+        if let Ok(page) = serde_json::from_slice::<ConnectionList>(body) {
+            for connection in page.connections {
+                self.learn(connection).await;
+            }
+        }
+    }
+
+    /// Learns the iModel of a `{"connection":{..}}` answer, and returns it.
+    pub async fn learn_from_connection(&self, body: &[u8]) -> Option<String> {
+        let single = serde_json::from_slice::<SingleConnection>(body).ok()?;
+        let imodel_id = single.connection.imodel_id.clone();
+        self.learn(single.connection).await;
+        Some(imodel_id)
+    }
+
+    async fn learn(&self, connection: Connection) {
+        self.owners
+            .insert(connection.id.into(), connection.imodel_id.into())
+            .await;
+    }
+
+    /// Evicts what a finished `write` made stale: nothing unless it succeeded (2xx). `body`
+    /// is the answer's body when the proxy read it whole.
+    pub async fn after_write(
+        &self,
+        write: &Write,
+        status: StatusCode,
+        body: Option<&[u8]>,
+        cache: &PageCache,
+    ) {
+        if !status.is_success() {
+            return;
+        }
+        let imodel_id = match write {
+            Write::CreateConnection => match body {
+                Some(body) => self.learn_from_connection(body).await,
+                None => None,
+            },
+            Write::DeleteConnection(id) | Write::StartRun(id) => {
+                let owner = self.owners.get(id.as_str()).await.map(|o| o.to_string());
+                if matches!(write, Write::DeleteConnection(_)) {
+                    self.owners.invalidate(id.as_str()).await;
+                }
+                owner
+            }
+        };
+        let purge = imodel_id.map_or(Purge::All, Purge::IModel);
+        tracing::debug!(?write, ?purge, "write invalidates cached pages");
+        cache.purge(&purge);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_classified() {
+        let classify = Write::classify;
+        assert_eq!(
+            classify(&Method::POST, "/export/connections"),
+            Some(Write::CreateConnection)
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/export/connections/c%201"),
+            Some(Write::DeleteConnection("c 1".into()))
+        );
+        assert_eq!(
+            classify(&Method::POST, "/export/connections/c1/runs"),
+            Some(Write::StartRun("c1".into()))
+        );
+        assert_eq!(classify(&Method::GET, "/export/connections"), None);
+        assert_eq!(classify(&Method::GET, "/export/connections/c1"), None);
+        assert_eq!(
+            classify(&Method::POST, "/export/connections/c1/runs/r1"),
+            None
+        );
+        assert_eq!(classify(&Method::POST, "/export/connectionsX"), None);
+        assert_eq!(classify(&Method::DELETE, "/export/connections/"), None);
+        assert!(names_one_connection("/export/connections/c1"));
+        assert!(!names_one_connection("/export/connections/c1/runs"));
+        assert!(!names_one_connection("/export/connections/"));
+    }
+
+    #[tokio::test]
+    async fn owners_are_learned_from_pages_and_answers() {
+        let invalidator = Invalidator::default();
+        invalidator
+            .learn_from_page(br#"{"connections":[{"id":"c1","iModelId":"m1","x":1}],"_links":{}}"#)
+            .await;
+        let created = invalidator
+            .learn_from_connection(br#"{"connection":{"id":"c2","iModelId":"m2"}}"#)
+            .await;
+        assert_eq!(created.as_deref(), Some("m2"));
+        assert_eq!(invalidator.owners.get("c1").await.as_deref(), Some("m1"));
+        assert_eq!(invalidator.owners.get("c2").await.as_deref(), Some("m2"));
+    }
+}
