@@ -11,4 +11,4 @@ pub use flight::{Abandoned, Flights, Role};
 pub use invalidate::{Invalidator, Write, names_one_connection};
 pub use key::{CacheKey, PageQuery};
 pub use status::CacheStatus;
-pub use store::{CachedPage, FreshPage, PageCache, Purge};
+pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

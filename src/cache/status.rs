@@ -12,7 +12,13 @@ pub enum CacheStatus {
     /// Served from a fresh page that has `ttl_secs` of freshness left.
     Hit {
         /// Whole seconds of freshness left.
-        ttl_secs: u64,
+        ttl_secs: i64,
+    },
+    /// Served from a page past its freshness, because the upstream failed or was paused, the
+    /// budget had no permit now, or a refresh runs behind it (`stale-while-revalidate`).
+    Stale {
+        /// Whole seconds of freshness left: negative.
+        ttl_secs: i64,
     },
     /// Fetched from the upstream; `stored` when the answer was kept.
     Miss {
@@ -33,6 +39,9 @@ impl CacheStatus {
     pub fn header_value(&self) -> HeaderValue {
         let text = match self {
             Self::Hit { ttl_secs } => format!("{CACHE_NAME}; hit; ttl={ttl_secs}"),
+            Self::Stale { ttl_secs } => {
+                format!("{CACHE_NAME}; hit; ttl={ttl_secs}; detail=stale")
+            }
             Self::Miss { stored: true } => format!("{CACHE_NAME}; fwd=uri-miss; stored"),
             Self::Miss { stored: false } => format!("{CACHE_NAME}; fwd=uri-miss"),
             Self::Collapsed => format!("{CACHE_NAME}; fwd=uri-miss; collapsed"),
@@ -46,6 +55,7 @@ impl CacheStatus {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Hit { .. } => "hit",
+            Self::Stale { .. } => "stale",
             Self::Miss { .. } | Self::Request => "miss",
             Self::Collapsed => "collapsed",
             Self::Bypass => "bypass",

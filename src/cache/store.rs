@@ -61,15 +61,33 @@ impl CachedPage {
     }
 }
 
-/// A fresh page and how long it stays fresh.
+/// A held page and how old it is.
 #[derive(Debug)]
-pub struct FreshPage {
+pub struct HeldPage {
     /// The page.
     pub page: Arc<CachedPage>,
     /// Whole seconds since it was stored.
     pub age_secs: u64,
-    /// Whole seconds of freshness left.
-    pub ttl_secs: u64,
+    /// Whole seconds of freshness left; negative once stale.
+    pub ttl_secs: i64,
+}
+
+/// What the cache holds for a key.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A fresh page.
+    Fresh(HeldPage),
+    /// A page past its freshness but within a stale window: with `revalidate`, within
+    /// `stale_while_revalidate` (serve it now, refresh behind); otherwise only within
+    /// `stale_if_error` (serve it when the upstream cannot answer).
+    Stale {
+        /// The page.
+        held: HeldPage,
+        /// Whether it may be served at once while a refresh runs behind it.
+        revalidate: bool,
+    },
+    /// Nothing usable.
+    Missing,
 }
 
 /// The page cache of one proxy.
@@ -77,6 +95,8 @@ pub struct FreshPage {
 pub struct PageCache {
     pages: Cache<CacheKey, Arc<CachedPage>>,
     ttl: Duration,
+    stale_if_error: Duration,
+    stale_while_revalidate: Duration,
     /// Counts purges, so that a fill that started before one does not store its older page.
     epoch: Arc<AtomicU64>,
 }
@@ -100,19 +120,24 @@ impl std::fmt::Debug for PageCache {
 }
 
 impl PageCache {
-    /// An empty cache bounded by `settings.max_bytes`, whose pages expire after `ttl`.
+    /// An empty cache bounded by `settings.max_bytes`. Pages are kept past `ttl` for as long
+    /// as they may still be served stale.
     pub fn new(settings: &CacheSettings) -> Self {
+        let stale = settings.stale_if_error.max(settings.stale_while_revalidate);
+        let keep = settings.ttl.saturating_add(stale);
         let pages = Cache::builder()
             .max_capacity(settings.max_bytes)
             .weigher(|key: &CacheKey, page: &Arc<CachedPage>| {
                 u32::try_from(key.weight() + page.weight()).unwrap_or(u32::MAX)
             })
-            .time_to_live(settings.ttl)
+            .time_to_live(keep)
             .support_invalidation_closures()
             .build();
         Self {
             pages,
             ttl: settings.ttl,
+            stale_if_error: settings.stale_if_error,
+            stale_while_revalidate: settings.stale_while_revalidate,
             epoch: Arc::default(),
         }
     }
@@ -143,16 +168,34 @@ impl PageCache {
         }
     }
 
-    /// The page under `key` if it is still fresh at `now`.
-    pub async fn fresh(&self, key: &CacheKey, now: Instant) -> Option<FreshPage> {
-        let page = self.pages.get(key).await?;
+    /// What is held under `key` at `now`: fresh, stale but usable, or nothing usable.
+    pub async fn lookup(&self, key: &CacheKey, now: Instant) -> Lookup {
+        let Some(page) = self.pages.get(key).await else {
+            return Lookup::Missing;
+        };
         let age = now.saturating_duration_since(page.stored_at);
-        let left = self.ttl.checked_sub(age).filter(|left| !left.is_zero())?;
-        Some(FreshPage {
+        let age_secs = age.as_secs();
+        if let Some(left) = self.ttl.checked_sub(age).filter(|left| !left.is_zero()) {
+            let ttl_secs = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
+            return Lookup::Fresh(HeldPage {
+                page,
+                age_secs,
+                ttl_secs,
+            });
+        }
+        let past = age.saturating_sub(self.ttl);
+        let revalidate = past < self.stale_while_revalidate;
+        if !revalidate && past >= self.stale_if_error {
+            return Lookup::Missing;
+        }
+        // Rounded up, so a page just past freshness reads `ttl=-1`, never `ttl=0`.
+        let past_secs = past.as_secs() + u64::from(past.subsec_nanos() > 0);
+        let held = HeldPage {
             page,
-            age_secs: age.as_secs(),
-            ttl_secs: left.as_secs(),
-        })
+            age_secs,
+            ttl_secs: -i64::try_from(past_secs.max(1)).unwrap_or(i64::MAX),
+        };
+        Lookup::Stale { held, revalidate }
     }
 
     /// Whether any page, fresh or not, is held under `key`.
@@ -234,6 +277,31 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(cache.fresh(&key("0"), Instant::now()).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_while_revalidate_is_told_apart() {
+        let mut settings = settings(1 << 20);
+        settings.stale_while_revalidate = Duration::from_secs(10);
+        let cache = PageCache::new(&settings);
+        let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), Instant::now());
+        assert!(cache.store(key("0"), page, cache.epoch()).await);
+        tokio::time::advance(Duration::from_secs(65)).await;
+        assert!(matches!(
+            cache.lookup(&key("0"), Instant::now()).await,
+            Lookup::Stale {
+                revalidate: true,
+                ..
+            }
+        ));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(matches!(
+            cache.lookup(&key("0"), Instant::now()).await,
+            Lookup::Stale {
+                revalidate: false,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

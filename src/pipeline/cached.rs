@@ -17,12 +17,12 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::forward::{self, Outbound};
+use super::forward::{self, Outbound, Wait};
 use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
 use super::{Live, Proxy, RequestContext};
 use crate::auth::{Token, TokenHash, bearer_token};
 use crate::body::{self, ProxyBody};
-use crate::cache::{CacheKey, CacheStatus, CachedPage, FreshPage, PageQuery, Role};
+use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
 use crate::error::ProxyError;
 
 /// Who may share an upstream call: every known-valid request for a key, or only the requests
@@ -63,6 +63,28 @@ impl std::fmt::Debug for FetchedBody {
     }
 }
 
+/// What a fill may do with its answer, and what its requests fall back on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// Not storable (the token may not use the cache): wait for a permit, relay the answer.
+    None,
+    /// Storable, nothing to fall back on: wait for a permit.
+    Store,
+    /// Storable, and a stale page is at hand: take a permit only if one is free now and do
+    /// not retry after a 429, since serving the stale page beats waiting.
+    Stale,
+}
+
+/// Whether a shared answer means the upstream could not give one: the proxy's own failures
+/// (no permit, unreachable, timed out) or the upstream's 429 and 5xx.
+fn upstream_could_not_answer(outcome: &FillOutcome) -> bool {
+    let status = match outcome {
+        Ok(fetched) => fetched.status,
+        Err(error) => error.status(),
+    };
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
 /// What a fill hands to the requests that share it.
 pub(crate) type FillOutcome = Result<Arc<Fetched>, ProxyError>;
 
@@ -94,15 +116,46 @@ pub(crate) async fn serve(
     let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
     let token_client_id = token.client_id.clone();
 
-    if known
-        && !no_cache
-        && let Some(fresh) = proxy.cache.fresh(&key, Instant::now()).await
-    {
-        ctx.cache = Some(CacheStatus::Hit {
-            ttl_secs: fresh.ttl_secs,
-        });
-        return Ok(hit_response(&fresh));
-    }
+    let lookup = match known && !no_cache {
+        true => proxy.cache.lookup(&key, Instant::now()).await,
+        false => Lookup::Missing,
+    };
+    let stale = match lookup {
+        Lookup::Fresh(held) => {
+            ctx.cache = Some(CacheStatus::Hit {
+                ttl_secs: held.ttl_secs,
+            });
+            return Ok(hit_response(&held));
+        }
+        Lookup::Stale {
+            held,
+            revalidate: true,
+        } => {
+            let outbound = Outbound::from_client(live, parts, path, client)?;
+            let refresh = fill(
+                Arc::clone(proxy),
+                Arc::clone(live),
+                outbound,
+                token,
+                key.clone(),
+                Fallback::Stale,
+            );
+            let proxy = Arc::clone(proxy);
+            tokio::spawn(
+                async move {
+                    // The outcome is stored by the fill; nobody waits for it here.
+                    let _refreshed = proxy.flights.run(FlightKey::Verified(key), refresh).await;
+                }
+                .instrument(tracing::Span::current()),
+            );
+            ctx.cache = Some(CacheStatus::Stale {
+                ttl_secs: held.ttl_secs,
+            });
+            return Ok(hit_response(&held));
+        }
+        Lookup::Stale { held, .. } => Some(held),
+        Lookup::Missing => None,
+    };
 
     let present = proxy.cache.contains(&key);
     // What this request is, should the upstream call fail before it can say more.
@@ -116,20 +169,35 @@ pub(crate) async fn serve(
     } else {
         FlightKey::Unverified(token.hash, key.clone())
     };
+    let fallback = match (&stale, usable) {
+        (Some(_), _) => Fallback::Stale,
+        (None, true) => Fallback::Store,
+        (None, false) => Fallback::None,
+    };
     let fill = fill(
         Arc::clone(proxy),
         Arc::clone(live),
         Outbound::from_client(live, parts, path, client)?,
         token,
         key,
-        usable,
+        fallback,
     )
     .instrument(tracing::Span::current());
-    let (outcome, role) = proxy
-        .flights
-        .run(flight, fill)
-        .await
-        .map_err(|abandoned| ProxyError::Internal(abandoned.to_string()))?;
+    let (outcome, role) = match proxy.flights.run(flight, fill).await {
+        Ok(shared) => shared,
+        Err(abandoned) => (
+            Err(ProxyError::Internal(abandoned.to_string())),
+            Role::Leader,
+        ),
+    };
+    if let Some(held) = &stale
+        && upstream_could_not_answer(&outcome)
+    {
+        ctx.cache = Some(CacheStatus::Stale {
+            ttl_secs: held.ttl_secs,
+        });
+        return Ok(hit_response(held));
+    }
     let fetched = outcome?;
     if role == Role::Leader
         && let Some(latency) = fetched.upstream_latency
@@ -150,7 +218,8 @@ pub(crate) async fn serve(
             ctx.cache = Some(CacheStatus::Miss { stored: false });
             let outbound = Outbound::from_client(live, parts, path, client)?;
             let budget = live.budgets.key_for(token_client_id.as_deref());
-            let response = forward::call(proxy, live, &budget, &outbound, None, ctx).await?;
+            let response =
+                forward::call(proxy, live, &budget, &outbound, None, Wait::Yes, ctx).await?;
             Ok(relay::relay(live, response, false).await?.response)
         }
     }
@@ -165,12 +234,17 @@ async fn fill(
     outbound: Outbound,
     token: Token,
     key: CacheKey,
-    storable: bool,
+    fallback: Fallback,
 ) -> FillOutcome {
+    let storable = fallback != Fallback::None;
+    let wait = match fallback {
+        Fallback::Stale => Wait::No,
+        Fallback::Store | Fallback::None => Wait::Yes,
+    };
     let mut ctx = RequestContext::default();
     let epoch = proxy.cache.epoch();
     let budget = live.budgets.key_for(token.client_id.as_deref());
-    let response = forward::call(&proxy, &live, &budget, &outbound, None, &mut ctx).await?;
+    let response = forward::call(&proxy, &live, &budget, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
 
     let now = epoch_seconds();
@@ -221,12 +295,12 @@ async fn fill(
     }))
 }
 
-fn hit_response(fresh: &FreshPage) -> Response<ProxyBody> {
-    let mut response = Response::new(body::full(fresh.page.body.clone()));
-    *response.headers_mut() = fresh.page.headers.clone();
+fn hit_response(held: &HeldPage) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(held.page.body.clone()));
+    *response.headers_mut() = held.page.headers.clone();
     response
         .headers_mut()
-        .insert(header::AGE, HeaderValue::from(fresh.age_secs));
+        .insert(header::AGE, HeaderValue::from(held.age_secs));
     response
 }
 

@@ -87,24 +87,35 @@ impl Outbound {
     }
 }
 
+/// Whether a call may wait for a permit of its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Up to `rate_limit.max_wait`, and once more after an upstream 429 whose pause fits in
+    /// it.
+    Yes,
+    /// Not at all: the caller has a stale page to serve instead.
+    No,
+}
+
 /// Sends `outbound` with `body` (None: no body) once its budget grants a permit.
 ///
 /// An upstream 429 or 503 that asks for a pause pauses the whole budget. A bodiless GET that
-/// met a 429 is sent once more after the pause when the pause fits in `rate_limit.max_wait`;
-/// otherwise the upstream's answer is returned as it came.
+/// may wait and met a 429 is sent once more after the pause when the pause fits in
+/// `rate_limit.max_wait`; otherwise the upstream's answer is returned as it came.
 pub(crate) async fn call(
     proxy: &Proxy,
     live: &Live,
     budget: &BudgetKey,
     outbound: &Outbound,
     body: Option<ProxyBody>,
+    wait: Wait,
     ctx: &mut RequestContext,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let retryable = body.is_none() && outbound.method == Method::GET;
+    let retryable = wait == Wait::Yes && body.is_none() && outbound.method == Method::GET;
     let mut body = body;
     let mut retried = false;
     loop {
-        admit(proxy, live, budget).await?;
+        admit(proxy, live, budget, wait).await?;
         let request = outbound.request(body.take().unwrap_or_else(body::empty))?;
         let started = Instant::now();
         let result = live.upstream.send(request).await;
@@ -140,9 +151,18 @@ pub(crate) async fn call(
     }
 }
 
-/// Takes a permit from `budget`, waiting up to `rate_limit.max_wait`.
-async fn admit(proxy: &Proxy, live: &Live, budget: &BudgetKey) -> Result<(), ProxyError> {
-    match live.budgets.acquire(budget).await {
+/// Takes a permit from `budget`, waiting up to `rate_limit.max_wait` if `wait` allows.
+async fn admit(
+    proxy: &Proxy,
+    live: &Live,
+    budget: &BudgetKey,
+    wait: Wait,
+) -> Result<(), ProxyError> {
+    let admission = match wait {
+        Wait::Yes => live.budgets.acquire(budget).await,
+        Wait::No => live.budgets.try_acquire(budget),
+    };
+    match admission {
         Ok(Admission::Immediate) => Ok(()),
         Ok(Admission::Delayed(_)) => {
             proxy.metrics.record_ratelimit_delayed();

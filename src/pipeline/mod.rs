@@ -38,7 +38,7 @@ use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::Budgets;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
-use forward::Outbound;
+use forward::{Outbound, Wait};
 
 /// Everything derived from one version of the settings; swapped whole on reload.
 #[derive(Debug)]
@@ -232,7 +232,7 @@ impl Proxy {
             .key_for(token.as_ref().and_then(|t| t.client_id.as_deref()));
         let body =
             (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(BoxError::from).boxed());
-        let response = forward::call(self, live, &budget, &outbound, body, ctx).await?;
+        let response = forward::call(self, live, &budget, &outbound, body, Wait::Yes, ctx).await?;
         if let Some(token) = &token
             && matches!(response.status().as_u16(), 401 | 403)
         {
