@@ -8,7 +8,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use itwin_proxy::auth::Subject;
-use itwin_proxy::cache::{CacheKey, CachedPage, PageCache, PageQuery};
+use itwin_proxy::cache::{CacheKey, CachedPage, Lookup, PageCache, PageQuery};
 use itwin_proxy::config::CacheSettings;
 
 const PAGES: u32 = 10_000;
@@ -85,8 +85,11 @@ fn hit(c: &mut Criterion) {
             let cache = &cache;
             async move {
                 if let Some(key) = key {
-                    let fresh = cache.fresh(key, tokio::time::Instant::now()).await;
-                    black_box(fresh.map(|f| f.page.body.clone()));
+                    if let Lookup::Fresh(held) =
+                        cache.lookup(key, tokio::time::Instant::now()).await
+                    {
+                        black_box(held.page.body.clone());
+                    }
                 }
             }
         });

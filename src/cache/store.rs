@@ -268,15 +268,26 @@ mod tests {
         let page = CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now());
         assert!(cache.store(key("0"), page, cache.epoch()).await);
         tokio::time::advance(Duration::from_secs(15)).await;
-        let fresh = cache.fresh(&key("0"), Instant::now()).await.unwrap();
+        let Lookup::Fresh(fresh) = cache.lookup(&key("0"), Instant::now()).await else {
+            panic!("fresh after 15 s");
+        };
         assert_eq!((fresh.age_secs, fresh.ttl_secs), (15, 45));
         assert_eq!(
             fresh.page.headers.len(),
             1,
             "only replayable headers are kept"
         );
-        tokio::time::advance(Duration::from_secs(45)).await;
-        assert!(cache.fresh(&key("0"), Instant::now()).await.is_none());
+        tokio::time::advance(Duration::from_secs(50)).await;
+        let Lookup::Stale { held, revalidate } = cache.lookup(&key("0"), Instant::now()).await
+        else {
+            panic!("stale after 65 s");
+        };
+        assert_eq!((held.age_secs, held.ttl_secs, revalidate), (65, -5, false));
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(matches!(
+            cache.lookup(&key("0"), Instant::now()).await,
+            Lookup::Missing
+        ));
     }
 
     #[tokio::test(start_paused = true)]
