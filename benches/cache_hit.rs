@@ -84,12 +84,11 @@ fn hit(c: &mut Criterion) {
             let key = next.next();
             let cache = &cache;
             async move {
-                if let Some(key) = key {
-                    if let Lookup::Fresh(held) =
+                if let Some(key) = key
+                    && let Lookup::Fresh(held) =
                         cache.lookup(key, tokio::time::Instant::now()).await
-                    {
-                        black_box(held.page.body.clone());
-                    }
+                {
+                    black_box(held.page.body.clone());
                 }
             }
         });
