@@ -5,6 +5,7 @@
 //! Every outbound URI is built here from `upstream.base_url` plus the request's path and
 //! query, so no request can name another host.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,23 +72,7 @@ impl Upstream {
         let authority = Authority::try_from(authority.as_str())
             .map_err(|e| UpstreamSetupError::BaseUrl(e.to_string()))?;
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(root_store(settings)?)
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let client = pooled_client(settings.connect_timeout, settings.ca_file.as_deref())?;
         Ok(Self {
             client,
             scheme,
@@ -131,6 +116,32 @@ impl Upstream {
     }
 }
 
+/// A pooled HTTP client (HTTPS over rustls with ALPN h2 and http/1.1, or plain HTTP), with
+/// the web roots plus `ca_file` trusted. Also used for the proxy's own calls, such as
+/// fetching signing keys.
+pub fn pooled_client(
+    connect_timeout: Duration,
+    ca_file: Option<&Path>,
+) -> Result<Client<HttpsConnector<HttpConnector>, ProxyBody>, UpstreamSetupError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(root_store(ca_file)?)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
 /// The error and its causes on one line, for the log.
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -143,11 +154,11 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn root_store(settings: &UpstreamSettings) -> Result<rustls::RootCertStore, UpstreamSetupError> {
+fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, UpstreamSetupError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = &settings.ca_file {
+    if let Some(path) = ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| UpstreamSetupError::CaFile(format!("{}: {e}", path.display())))?;
         let mut added = 0;
