@@ -2,10 +2,11 @@
 # Cache hits under load: itwin-proxy against nginx doing the same job, side by side.
 #
 # Starts the upstream simulator, itwin-proxy and nginx (a caching reverse proxy configured like
-# itwin-proxy: per-token key, 60 s for 200s, collapsed fills, keepalive upstream), warms one
-# page in each, checks both serve it from cache, then drives each with the same wrk load,
-# alternating between them so machine noise falls on both alike. A third contender, nginx
-# with sub_filter, also rewrites the upstream's links the way itwin-proxy does.
+# itwin-proxy: per-token key, 60 s for 200s, collapsed fills, keepalive upstream). Each round
+# warms a page of its own in every contender, checks each serves it as a 200 cache hit and
+# that the bodies match, then drives each in turn with the same wrk load, so machine noise
+# falls on all alike. A third contender, nginx with sub_filter, also rewrites the upstream's
+# links the way itwin-proxy does (plain nginx hands them out unchanged).
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
 # Tunables (environment): THREADS, CONNECTIONS, DURATION, ROUNDS, TOP, TOP_SMALL, PORT_BASE.
@@ -66,8 +67,8 @@ port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-page_url() { # port top
-    echo "http://127.0.0.1:$1/export/connections?imodelId=$IMODEL&\$top=$2"
+page_url() { # port top skip
+    echo "http://127.0.0.1:$1/export/connections?imodelId=$IMODEL&\$top=$2&\$skip=$3"
 }
 
 # --- tools and binaries --------------------------------------------------------------------
@@ -112,7 +113,8 @@ ITWIN_PROXY__UPSTREAM__BASE_URL="http://127.0.0.1:$SIM_PORT" \
     ITWIN_PROXY__SERVER__ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT" \
     ITWIN_PROXY__LOG__LEVEL=warn \
     "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" >"$WORK/proxy.log" 2>&1 &
-PIDS+=($!)
+PROXY_PID=$!
+PIDS+=("$PROXY_PID")
 
 # --- nginx -----------------------------------------------------------------------------------
 # worker_processes auto: one worker per core, matching itwin-proxy's runtime. As root, the
@@ -188,19 +190,23 @@ $(nginx_location links)
 EOF
 "$NGINX" -t -q -p "$WORK/" -e "$WORK/nginx.log" -c "$WORK/nginx.conf" || die "bad nginx config"
 "$NGINX" -p "$WORK/" -e "$WORK/nginx.log" -c "$WORK/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 
 wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$NGINX_LINKS_PORT/"
 
-# --- warm and check ----------------------------------------------------------------------------
+# --- warm, check, load ------------------------------------------------------------------------
 declare -A NAME=([$PROXY_PORT]=itwin-proxy [$NGINX_PORT]=nginx [$NGINX_LINKS_PORT]=nginx+links)
 CONTENDERS=("$PROXY_PORT" "$NGINX_PORT" "$NGINX_LINKS_PORT")
+WRK=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency)
 
-# Fetches a page, saving headers and body; prints the status code.
-fetch() { # port top file-stem
-    curl -s --max-time 5 -H "$AUTH" -D "$3.head" -o "$3.body" -w '%{http_code}' "$(page_url "$1" "$2")" || true
+# Fetches a page with exactly the headers wrk sends (so the same cache key), saving headers and
+# body; prints the status code.
+fetch() { # url file-stem
+    curl -s --max-time 5 -H "$AUTH" -H 'Accept:' -H 'User-Agent:' \
+        -D "$2.head" -o "$2.body" -w '%{http_code}' "$1" || true
 }
 
 # A body with the origin its server wrote into the links replaced, for comparing.
@@ -210,13 +216,16 @@ normalized() { # port file
     sed "s#$origin#ORIGIN#g" "$2"
 }
 
-for top in "$TOP" "$TOP_SMALL"; do
+# Warms one page in every contender: the first request fills it, the second must be a 200 hit;
+# then compares the bodies.
+warm() { # top skip
+    local port stem first second body ref same raw
     for port in "${CONTENDERS[@]}"; do
-        stem="$WORK/p$port-t$top"
-        first=$(fetch "$port" "$top" "$stem-1")
-        second=$(fetch "$port" "$top" "$stem-2")
+        stem="$WORK/p$port"
+        first=$(fetch "$(page_url "$port" "$1" "$2")" "$stem-1")
+        second=$(fetch "$(page_url "$port" "$1" "$2")" "$stem-2")
         [[ $first == 200 && $second == 200 ]] ||
-            die "${NAME[$port]} \$top=$top answered $first then $second"
+            die "${NAME[$port]} \$top=$1 \$skip=$2 answered $first then $second"
         if [[ $port == "$PROXY_PORT" ]]; then
             grep -qi '^cache-status: itwin-proxy; hit' "$stem-2.head" ||
                 die "itwin-proxy's second answer is not a hit: $(grep -i '^cache-status' "$stem-2.head")"
@@ -224,29 +233,23 @@ for top in "$TOP" "$TOP_SMALL"; do
             grep -qi '^x-cache-status: HIT' "$stem-2.head" ||
                 die "${NAME[$port]}'s second answer is not a hit"
         fi
+        [[ -s "$stem-2.body" ]] || die "empty body from ${NAME[$port]}"
     done
-    ref=$(normalized "$PROXY_PORT" "$WORK/p$PROXY_PORT-t$top-2.body" | sha256sum)
+    ref=$(normalized "$PROXY_PORT" "$WORK/p$PROXY_PORT-2.body" | sha256sum)
     for port in "${CONTENDERS[@]}"; do
-        body="$WORK/p$port-t$top-2.body"
-        [[ -s $body ]] || die "empty body from ${NAME[$port]}"
-        same=differs
-        [[ $(normalized "$port" "$body" | sha256sum) == "$ref" ]] && same="identical to itwin-proxy's"
+        body="$WORK/p$port-2.body"
         raw=differs
-        cmp -s "$body" "$WORK/p$PROXY_PORT-t$top-2.body" && raw=identical
-        printf '  $top=%-4s %-12s 200, hit, %6d bytes; bytes %s; with link origins normalized: %s\n' \
-            "$top" "${NAME[$port]}" "$(wc -c <"$body")" "$raw" "$same"
+        cmp -s "$body" "$WORK/p$PROXY_PORT-2.body" && raw=identical
+        same=DIFFERENT
+        [[ $(normalized "$port" "$body" | sha256sum) == "$ref" ]] && same=identical
+        printf '  warm $top=%s $skip=%s %-12s 200 then 200 hit, %d bytes, %s; with link origins normalized: %s\n' \
+            "$1" "$2" "${NAME[$port]}" "$(wc -c <"$body")" "$raw" "$same"
     done
-done
-
-# --- load ----------------------------------------------------------------------------------------
-WRK=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency)
-echo
-echo "command: ${WRK[*]} -H 'Authorization: Bearer \$TOKEN' '$(page_url PORT TOP)'"
-echo "         (TOP = $TOP, then $TOP_SMALL; PORT: itwin-proxy $PROXY_PORT, nginx $NGINX_PORT, nginx+links $NGINX_LINKS_PORT)"
+}
 
 # Runs wrk once; prints: rps p50_ms p99_ms requests errors.
-run_wrk() { # port top
-    "${WRK[@]}" -H "$AUTH" "$(page_url "$1" "$2")" | awk '
+run_wrk() { # url
+    "${WRK[@]}" -H "$AUTH" "$1" | awk '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -262,57 +265,90 @@ run_wrk() { # port top
         END { printf "%.0f %.3f %.3f %d %d\n", rps, p50, p99, requests, errors + 0 }'
 }
 
+# CPU time (user + system, in clock ticks) a contender's processes have used so far: the
+# itwin-proxy process (all its threads), or nginx's master and workers (both nginx servers
+# share them, but only one contender is driven at a time).
+cpu_ticks() { # port
+    local pids pid total=0 stat
+    if [[ $1 == "$PROXY_PORT" ]]; then
+        pids=("$PROXY_PID")
+    else
+        mapfile -t pids < <(ps -o pid= --ppid "$NGINX_PID")
+        pids+=("$NGINX_PID")
+    fi
+    for pid in "${pids[@]}"; do
+        stat=$(cat "/proc/${pid// /}/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r -a fields <<<"$stat"
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
 RESULTS="$WORK/results"
 : >"$RESULTS"
-measure() { # top round
-    local port line
+# One round: a page of its own, warmed just before, so no run outlives the 60 s freshness and
+# every contender serves the same bytes; then each contender in turn.
+round() { # top skip round
+    local port line bytes before cpu requests
+    warm "$1" "$2"
+    bytes=$(wc -c <"$WORK/p$PROXY_PORT-2.body")
     for port in "${CONTENDERS[@]}"; do
-        line=$(run_wrk "$port" "$1")
-        echo "$1 ${NAME[$port]} $2 $line" >>"$RESULTS"
-        printf '  $top=%-4s round %d  %-12s %s\n' "$1" "$2" "${NAME[$port]}" "$line"
+        before=$(cpu_ticks "$port")
+        line=$(run_wrk "$(page_url "$port" "$1" "$2")")
+        cpu=$(($(cpu_ticks "$port") - before))
+        read -r _ _ _ requests _ <<<"$line"
+        # CPU microseconds per request served.
+        line="$line $(awk -v t="$cpu" -v us="$TICK_US" -v n="$requests" \
+            'BEGIN { printf "%.1f", (n > 0 ? t * us / n : 0) }')"
+        echo "$1 ${NAME[$port]} $3 $line $bytes" >>"$RESULTS"
+        printf '  $top=%-4s round %d  %-12s %s\n' "$1" "$3" "${NAME[$port]}" "$line"
     done
 }
 
 echo
+echo "command: ${WRK[*]} -H 'Authorization: Bearer \$TOKEN' '$(page_url PORT TOP SKIP)'"
+echo "  TOP $TOP ($ROUNDS rounds), then $TOP_SMALL (1 round); SKIP: the round's own page;"
+echo "  PORT: itwin-proxy $PROXY_PORT, nginx $NGINX_PORT, nginx+links $NGINX_LINKS_PORT, in turn"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "raw: \$top round contender req/s p50_ms p99_ms requests errors"
-for ((round = 1; round <= ROUNDS; round++)); do
-    measure "$TOP" "$round"
+echo "raw: \$top round contender req/s p50_ms p99_ms requests errors cpu_us_per_request"
+for ((r = 1; r <= ROUNDS; r++)); do
+    round "$TOP" "$((r - 1))" "$r"
 done
-measure "$TOP_SMALL" 1
+round "$TOP_SMALL" "$ROUNDS" 1
 
 # --- report --------------------------------------------------------------------------------------
 echo
-awk -v top="$TOP" -v small="$TOP_SMALL" -v body_top="$(wc -c <"$WORK/p$PROXY_PORT-t$TOP-2.body")" \
-    -v body_small="$(wc -c <"$WORK/p$PROXY_PORT-t$TOP_SMALL-2.body")" '
+awk '
     {
         k = $1 SUBSEP $2
-        rps[k] += $4; p50[k] += $5; p99[k] += $6; err[k] += $8; n[k]++
+        rps[k] += $4; p50[k] += $5; p99[k] += $6; err[k] += $8; cpu[k] += $9; n[k]++
+        bytes[$1] = $10
         if (!($1 in seen)) { seen[$1] = 1; order[++tops] = $1 }
     }
     END {
-        print "| body | contender | rounds | req/s | p50 ms | p99 ms | errors | req/s ratio | p50 ratio | p99 ratio |"
-        print "|---|---|---|---|---|---|---|---|---|---|"
+        print "| body | contender | rounds | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio | p50 ratio | p99 ratio | CPU ratio |"
+        print "|---|---|---|---|---|---|---|---|---|---|---|---|"
         for (t = 1; t <= tops; t++) {
             tp = order[t]
-            bytes = (tp == top) ? body_top : body_small
             base = tp SUBSEP "itwin-proxy"
             split("itwin-proxy nginx nginx+links", who, " ")
             for (w = 1; w <= 3; w++) {
                 k = tp SUBSEP who[w]
                 if (!(k in n)) continue
-                r = rps[k] / n[k]; a = p50[k] / n[k]; b = p99[k] / n[k]
-                if (who[w] == "itwin-proxy") ratio = "| | | |"
-                else ratio = sprintf("| %.2f | %.2f | %.2f |", (rps[base] / n[base]) / r,
-                    (p50[base] / n[base]) / a, (p99[base] / n[base]) / b)
-                printf "| $top=%s (%d B) | %s | %d | %.0f | %.2f | %.2f | %d %s\n", tp, bytes,
-                    who[w], n[k], r, a, b, err[k], ratio
+                r = rps[k] / n[k]; a = p50[k] / n[k]; b = p99[k] / n[k]; c = cpu[k] / n[k]
+                if (who[w] == "itwin-proxy") ratio = "| | | | |"
+                else ratio = sprintf("| %.2f | %.2f | %.2f | %.2f |", (rps[base] / n[base]) / r,
+                    (p50[base] / n[base]) / a, (p99[base] / n[base]) / b, (cpu[base] / n[base]) / c)
+                printf "| $top=%s (%d B) | %s | %d | %.0f | %.2f | %.2f | %.1f | %d %s\n", tp,
+                    bytes[tp], who[w], n[k], r, a, b, c, err[k], ratio
             }
         }
     }' "$RESULTS"
 echo
-echo "ratios are itwin-proxy / that row (req/s: above 1 means itwin-proxy is faster;"
-echo "latency: below 1 means itwin-proxy is faster); values are means over the rounds"
+echo "ratios are itwin-proxy / that row (req/s: above 1 means itwin-proxy is faster; latency"
+echo "and CPU per request: below 1 means itwin-proxy is faster); values are means over the rounds"
 
 echo
 echo "itwin-proxy's own count of what it served (cache label) and of its upstream calls:"

@@ -13,7 +13,7 @@ use crate::auth::{RandomUnavailable, TokenHasher};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::{Live, Proxy};
-use crate::server::{self, Drained, InFlight};
+use crate::server::{self, Drained, InFlight, Limits};
 use crate::upstream::UpstreamSetupError;
 
 /// How long the admin listener gets to finish after the proxy listener has drained.
@@ -82,6 +82,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         stopped.clone(),
         grace,
         in_flight.clone(),
+        Limits::default(),
     ));
     let admin_handler = {
         let proxy = Arc::clone(&proxy);
@@ -93,6 +94,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         admin_stopped,
         ADMIN_GRACE,
         InFlight::default(),
+        Limits::default(),
     ));
     tracing::info!(%addr, %admin_addr, "itwin-proxy listening");
     Ok(RunningProxy {

@@ -235,3 +235,44 @@ async fn a_fill_in_flight_during_a_purge_is_not_stored() {
     let next = h.get(&list(DEMO_IMODEL_ID), Some(&alice)).await;
     assert_eq!(next.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_purge_never_gets_the_answer_fetched_before_it() {
+    let h = Arc::new(two_imodels().await);
+    let alice = h.token("alice");
+    let hold = h.sim.hold();
+    let spawn_get = || {
+        let (h, alice) = (Arc::clone(&h), alice.clone());
+        tokio::spawn(async move { h.get(&list(DEMO_IMODEL_ID), Some(&alice)).await })
+    };
+    let before = spawn_get();
+    within(hold.waiting_at_least(1)).await;
+    assert_eq!(h.admin_post("/purge").await.status, 200);
+    let after = spawn_get();
+    within(hold.waiting_at_least(2)).await;
+    hold.release();
+    let (before, after) = (within(before).await.unwrap(), within(after).await.unwrap());
+    assert_eq!(before.cache_status(), "itwin-proxy; fwd=uri-miss");
+    assert_eq!(after.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    assert_eq!(h.list_calls(), 2, "the later request made its own call");
+}
+
+#[tokio::test]
+async fn a_write_without_an_answer_evicts_conservatively() {
+    let h = two_imodels().await;
+    let alice = h.token("alice");
+    cache(&h, &list(DEMO_IMODEL_ID), &alice).await;
+    h.sim.fail_next(1, itwin_proxy::sim::Failure::Close);
+    let body = serde_json::json!({"iModelId": DEMO_IMODEL_ID, "displayName": "x"});
+    let lost = h
+        .send(
+            Method::POST,
+            "/export/connections",
+            auth(&alice),
+            Bytes::from(body.to_string()),
+        )
+        .await;
+    assert_eq!(lost.status, 502);
+    let after = h.get(&list(DEMO_IMODEL_ID), Some(&alice)).await;
+    assert_eq!(after.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+}

@@ -84,6 +84,11 @@ impl KnownTokens {
         self.tokens.invalidate(hash).await;
     }
 
+    /// Forgets every token: the upstream that proved them changed.
+    pub fn forget_all(&self) {
+        self.tokens.invalidate_all();
+    }
+
     /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
     pub async fn is_known(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.tokens.contains_key(&token.hash)

@@ -100,6 +100,14 @@ where
         value.map(|value| (value, role)).ok_or(Abandoned)
     }
 
+    /// Whether a work for `key` is in flight.
+    pub fn is_running(&self, key: &K) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
     /// How many works are in flight.
     pub fn len(&self) -> usize {
         self.slots

@@ -27,26 +27,70 @@ pub enum Write {
     DeleteConnection(String),
     /// `POST /export/connections/{id}/runs`.
     StartRun(String),
+    /// Any other non-reading request under `/export/connections`: what it changes is not
+    /// known, so it evicts everything.
+    Other,
+}
+
+/// How a write ended, as far as the proxy can tell.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteOutcome<'a> {
+    /// The upstream answered with this status; `body` when the proxy read the answer whole.
+    Answered {
+        /// The upstream's status.
+        status: StatusCode,
+        /// The answer's body, when read whole.
+        body: Option<&'a [u8]>,
+    },
+    /// No answer (unreachable, timed out, broken off): the write may or may not have
+    /// happened.
+    Unknown,
 }
 
 impl Write {
-    /// The write a request is, if any (`path` without query, public prefix stripped).
+    /// The write a request is, if any (`path` without query, public prefix stripped). Path
+    /// words are matched ignoring ASCII case, and a trailing `/` is allowed, as servers of
+    /// this API accept both.
     pub fn classify(method: &Method, path: &str) -> Option<Self> {
-        let rest = path.strip_prefix("/export/connections")?;
-        if rest.is_empty() {
-            return (method == Method::POST).then_some(Self::CreateConnection);
-        }
-        let mut segments = rest.strip_prefix('/')?.split('/');
-        let id = percent_decode_str(segments.next()?).decode_utf8().ok()?;
-        if id.is_empty() {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return None;
         }
-        match (method, segments.next(), segments.next()) {
-            (&Method::DELETE, None, _) => Some(Self::DeleteConnection(id.into_owned())),
-            (&Method::POST, Some("runs"), None) => Some(Self::StartRun(id.into_owned())),
-            _ => None,
+        let rest = strip_prefix_ignore_case(path, "/export/connections")?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() {
+            return Some(match *method {
+                Method::POST => Self::CreateConnection,
+                _ => Self::Other,
+            });
         }
+        let Some(rest) = rest.strip_prefix('/') else {
+            // `/export/connectionsX`: another resource.
+            return None;
+        };
+        let mut segments = rest.split('/');
+        let id = segments
+            .next()
+            .and_then(|id| percent_decode_str(id).decode_utf8().ok())
+            .filter(|id| !id.is_empty());
+        let Some(id) = id else {
+            return Some(Self::Other);
+        };
+        let runs = segments.next();
+        Some(match (method, runs, segments.next()) {
+            (&Method::DELETE, None, _) => Self::DeleteConnection(id.into_owned()),
+            (&Method::POST, Some(runs), None) if runs.eq_ignore_ascii_case("runs") => {
+                Self::StartRun(id.into_owned())
+            }
+            _ => Self::Other,
+        })
     }
+}
+
+/// `path` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = path.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &path[prefix.len()..])
 }
 
 /// Whether `path` is that of one connection, `/export/connections/{id}`, whose answer tells
@@ -120,30 +164,25 @@ impl Invalidator {
             .await;
     }
 
-    /// Evicts what a finished `write` made stale: nothing unless it succeeded (2xx). `body`
-    /// is the answer's body when the proxy read it whole.
-    pub async fn after_write(
-        &self,
-        write: &Write,
-        status: StatusCode,
-        body: Option<&[u8]>,
-        cache: &PageCache,
-    ) {
-        if !status.is_success() {
-            return;
-        }
+    /// Evicts what `write` made stale: nothing when the upstream refused it (a 4xx or other
+    /// non-success answer below 500); when it succeeded, or its outcome is unknown (no
+    /// answer, or a 5xx), the pages of the iModel it touched, or every page where that is
+    /// not known.
+    pub async fn after_write(&self, write: &Write, outcome: WriteOutcome<'_>, cache: &PageCache) {
+        let body = match outcome {
+            WriteOutcome::Answered { status, body } if status.is_success() => body,
+            WriteOutcome::Answered { status, .. } if !status.is_server_error() => return,
+            WriteOutcome::Answered { .. } | WriteOutcome::Unknown => None,
+        };
         let imodel_id = match write {
             Write::CreateConnection => match body {
                 Some(body) => self.learn_from_connection(body).await,
                 None => None,
             },
             Write::DeleteConnection(id) | Write::StartRun(id) => {
-                let owner = self.owners.get(id.as_str()).await.map(|o| o.to_string());
-                if matches!(write, Write::DeleteConnection(_)) {
-                    self.owners.invalidate(id.as_str()).await;
-                }
-                owner
+                self.owners.get(id.as_str()).await.map(|o| o.to_string())
             }
+            Write::Other => None,
         };
         let purge = imodel_id.map_or(Purge::All, Purge::IModel);
         tracing::debug!(?write, ?purge, "write invalidates cached pages");
@@ -158,26 +197,34 @@ mod tests {
     #[test]
     fn writes_are_classified() {
         let classify = Write::classify;
-        assert_eq!(
-            classify(&Method::POST, "/export/connections"),
-            Some(Write::CreateConnection)
-        );
+        let create = Some(Write::CreateConnection);
+        assert_eq!(classify(&Method::POST, "/export/connections"), create);
+        assert_eq!(classify(&Method::POST, "/Export/Connections/"), create);
         assert_eq!(
             classify(&Method::DELETE, "/export/connections/c%201"),
             Some(Write::DeleteConnection("c 1".into()))
         );
-        assert_eq!(
-            classify(&Method::POST, "/export/connections/c1/runs"),
-            Some(Write::StartRun("c1".into()))
-        );
-        assert_eq!(classify(&Method::GET, "/export/connections"), None);
-        assert_eq!(classify(&Method::GET, "/export/connections/c1"), None);
+        for path in [
+            "/export/connections/c1/runs",
+            "/export/connections/c1/RUNS/",
+        ] {
+            assert_eq!(
+                classify(&Method::POST, path),
+                Some(Write::StartRun("c1".into())),
+                "{path}"
+            );
+        }
+        let other = Some(Write::Other);
         assert_eq!(
             classify(&Method::POST, "/export/connections/c1/runs/r1"),
-            None
+            other
         );
+        assert_eq!(classify(&Method::PATCH, "/export/connections/c1"), other);
+        assert_eq!(classify(&Method::DELETE, "/export/connections/"), other);
+        assert_eq!(classify(&Method::GET, "/export/connections"), None);
+        assert_eq!(classify(&Method::GET, "/export/connections/c1"), None);
         assert_eq!(classify(&Method::POST, "/export/connectionsX"), None);
-        assert_eq!(classify(&Method::DELETE, "/export/connections/"), None);
+        assert_eq!(classify(&Method::POST, "/export/runs"), None);
         assert!(names_one_connection("/export/connections/c1"));
         assert!(!names_one_connection("/export/connections/c1/runs"));
         assert!(!names_one_connection("/export/connections/"));

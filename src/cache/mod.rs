@@ -8,7 +8,7 @@ mod status;
 mod store;
 
 pub use flight::{Abandoned, Flights, Role};
-pub use invalidate::{Invalidator, Write, names_one_connection};
+pub use invalidate::{Invalidator, Write, WriteOutcome, names_one_connection};
 pub use key::{CacheKey, PageQuery};
 pub use status::CacheStatus;
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

@@ -106,7 +106,8 @@ pub struct PageCache {
 pub enum Purge {
     /// Every page.
     All,
-    /// The pages of one iModel, for every subject.
+    /// The pages of one iModel, for every subject (ids compared ignoring ASCII case, as
+    /// GUIDs are).
     IModel(String),
 }
 
@@ -156,9 +157,9 @@ impl PageCache {
             Purge::All => self.pages.invalidate_all(),
             Purge::IModel(imodel_id) => {
                 let imodel_id: Arc<str> = imodel_id.as_str().into();
-                let evicted = self
-                    .pages
-                    .invalidate_entries_if(move |key, _| key.query.imodel_id == imodel_id);
+                let evicted = self.pages.invalidate_entries_if(move |key, _| {
+                    key.query.imodel_id.eq_ignore_ascii_case(&imodel_id)
+                });
                 if evicted.is_err() {
                     // Only possible without invalidation-closure support, which is enabled
                     // above; fall back to evicting everything rather than serving stale pages.

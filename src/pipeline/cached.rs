@@ -26,13 +26,14 @@ use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuer
 use crate::error::ProxyError;
 
 /// Who may share an upstream call: every known-valid request for a key, or only the requests
-/// carrying one not-yet-known token.
+/// carrying one not-yet-known token; and only requests that arrived in the same purge epoch,
+/// so that a request made after a write never gets an answer fetched before it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum FlightKey {
     /// Requests whose tokens are known-valid for the key's subject.
-    Verified(CacheKey),
+    Verified(CacheKey, u64),
     /// Requests carrying this one token, not yet known-valid.
-    Unverified(TokenHash, CacheKey),
+    Unverified(TokenHash, CacheKey, u64),
 }
 
 /// An upstream answer on the cached route, shareable by every request that waited for it.
@@ -130,21 +131,37 @@ pub(crate) async fn serve(
         Lookup::Stale {
             held,
             revalidate: true,
+        } if proxy
+            .flights
+            .is_running(&FlightKey::Verified(key.clone(), ctx.epoch)) =>
+        {
+            ctx.cache = Some(CacheStatus::Stale {
+                ttl_secs: held.ttl_secs,
+            });
+            return Ok(hit_response(&held));
+        }
+        Lookup::Stale {
+            held,
+            revalidate: true,
         } => {
             let outbound = Outbound::from_client(live, parts, path, client)?;
+            let epoch = ctx.epoch;
             let refresh = fill(
                 Arc::clone(proxy),
                 Arc::clone(live),
                 outbound,
                 token,
-                key.clone(),
+                (key.clone(), epoch),
                 Fallback::Stale,
             );
             let proxy = Arc::clone(proxy);
             tokio::spawn(
                 async move {
                     // The outcome is stored by the fill; nobody waits for it here.
-                    let _refreshed = proxy.flights.run(FlightKey::Verified(key), refresh).await;
+                    let _refreshed = proxy
+                        .flights
+                        .run(FlightKey::Verified(key, epoch), refresh)
+                        .await;
                 }
                 .instrument(tracing::Span::current()),
             );
@@ -165,9 +182,9 @@ pub(crate) async fn serve(
         CacheStatus::Miss { stored: false }
     });
     let flight = if known {
-        FlightKey::Verified(key.clone())
+        FlightKey::Verified(key.clone(), ctx.epoch)
     } else {
-        FlightKey::Unverified(token.hash, key.clone())
+        FlightKey::Unverified(token.hash, key.clone(), ctx.epoch)
     };
     let fallback = match (&stale, usable) {
         (Some(_), _) => Fallback::Stale,
@@ -179,7 +196,7 @@ pub(crate) async fn serve(
         Arc::clone(live),
         Outbound::from_client(live, parts, path, client)?,
         token,
-        key,
+        (key, ctx.epoch),
         fallback,
     )
     .instrument(tracing::Span::current());
@@ -226,14 +243,14 @@ pub(crate) async fn serve(
 }
 
 /// The fill: one upstream call whose 200 answer, when the token may use the cache, is stored
-/// under `key` and proves the token known-valid. Runs on its own task, so it completes even if
-/// the request that started it goes away.
+/// under `key` (unless a purge happened since `epoch`) and proves the token known-valid. Runs
+/// on its own task, so it completes even if the request that started it goes away.
 async fn fill(
     proxy: Arc<Proxy>,
     live: Arc<Live>,
     outbound: Outbound,
     token: Token,
-    key: CacheKey,
+    (key, epoch): (CacheKey, u64),
     fallback: Fallback,
 ) -> FillOutcome {
     let storable = fallback != Fallback::None;
@@ -242,7 +259,6 @@ async fn fill(
         Fallback::Store | Fallback::None => Wait::Yes,
     };
     let mut ctx = RequestContext::default();
-    let epoch = proxy.cache.epoch();
     let budget = live.budgets.key_for(token.client_id.as_deref());
     let response = forward::call(&proxy, &live, &budget, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();

@@ -20,6 +20,9 @@ pub struct RequestContext {
     pub cache: Option<CacheStatus>,
     /// Time spent waiting for upstream response heads.
     pub upstream_latency: Option<Duration>,
+    /// The cache's purge epoch when the request arrived, read before its settings: a page
+    /// fetched for it is stored only if no purge (a write, a reload) happened since.
+    pub epoch: u64,
 }
 
 impl Default for RequestContext {
@@ -28,6 +31,7 @@ impl Default for RequestContext {
             route: OTHER_ROUTE,
             cache: None,
             upstream_latency: None,
+            epoch: 0,
         }
     }
 }

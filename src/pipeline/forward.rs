@@ -169,7 +169,10 @@ async fn admit(
             Ok(())
         }
         Err(rejection) => {
-            proxy.metrics.record_ratelimit_rejected();
+            // Without waiting, the caller serves a stale page instead: nobody is refused.
+            if wait == Wait::Yes {
+                proxy.metrics.record_ratelimit_rejected();
+            }
             Err(ProxyError::TooManyRequests {
                 retry_after_secs: rejection.retry_after_secs(),
             })

@@ -31,7 +31,7 @@ pub use reload::Reloaded;
 
 use crate::auth::{KnownTokens, Token, TokenHasher, bearer_token};
 use crate::body::{BoxError, ProxyBody};
-use crate::cache::{Flights, Invalidator, PageCache, Write, names_one_connection};
+use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
 use crate::config::Settings;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestLabels};
@@ -124,6 +124,10 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let mut ctx = RequestContext {
+            epoch: self.cache.epoch(),
+            ..RequestContext::default()
+        };
         let live = self.live.load_full();
         let method = request.method().clone();
         let span = tracing::info_span!(
@@ -134,7 +138,6 @@ impl Proxy {
             cache = field::Empty,
             upstream_ms = field::Empty,
         );
-        let mut ctx = RequestContext::default();
         let mut response = match self
             .route(&live, request, client, &mut ctx)
             .instrument(span.clone())
@@ -178,9 +181,10 @@ impl Proxy {
             && (parts.method == Method::GET || parts.method == Method::HEAD);
         if !on_cached_route {
             let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
-            let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
-            self.invalidate(&parts.method, path.path(), &relayed).await;
-            return Ok(relayed.response);
+            let relayed = self.pass_through(live, &parts, outbound, body, ctx).await;
+            self.invalidate(&parts.method, path.path(), relayed.as_ref().ok())
+                .await;
+            return Ok(relayed?.response);
         }
         ctx.route = CONNECTIONS_ROUTE;
         if bearer_token(&parts.headers).is_none() {
@@ -199,16 +203,20 @@ impl Proxy {
         }
     }
 
-    /// Phase 5b: what a pass-through answer means for the cache. A successful write evicts
-    /// the pages it made stale; a connection's answer teaches which iModel it belongs to.
-    async fn invalidate(&self, method: &Method, path: &str, relayed: &relay::Relayed) {
-        let status = relayed.response.status();
+    /// Phase 5b: what a pass-through answer (None: no answer) means for the cache. A write
+    /// that succeeded, or may have, evicts the pages it made stale; a connection's answer
+    /// teaches which iModel it belongs to.
+    async fn invalidate(&self, method: &Method, path: &str, relayed: Option<&relay::Relayed>) {
         if let Some(write) = Write::classify(method, path) {
-            let answer = relayed.body.as_deref();
+            let outcome = relayed.map_or(WriteOutcome::Unknown, |relayed| WriteOutcome::Answered {
+                status: relayed.response.status(),
+                body: relayed.body.as_deref(),
+            });
             self.invalidator
-                .after_write(&write, status, answer, &self.cache)
+                .after_write(&write, outcome, &self.cache)
                 .await;
-        } else if status == StatusCode::OK
+        } else if let Some(relayed) = relayed
+            && relayed.response.status() == StatusCode::OK
             && method == Method::GET
             && names_one_connection(path)
             && let Some(answer) = &relayed.body

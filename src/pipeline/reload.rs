@@ -64,9 +64,14 @@ impl Proxy {
         let cache_emptied = before.server.public_base_url != after.server.public_base_url
             || before.upstream.base_url != after.upstream.base_url
             || before.upstream.link_origins != after.upstream.link_origins;
+        let upstream_changed = before.upstream.base_url != after.upstream.base_url;
         self.live.store(Arc::new(next));
         if cache_emptied {
             self.cache.purge(&Purge::All);
+        }
+        if upstream_changed {
+            // Tokens were proven against the old upstream; the new one decides afresh.
+            self.known.forget_all();
         }
         Ok(Reloaded {
             needs_restart,

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -20,14 +21,33 @@ use tokio::task::JoinSet;
 use super::inflight::{InFlight, Tracked};
 use crate::body::ProxyBody;
 
-/// Connections served at once; further clients wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 10_000;
+/// Connections served at once by default; further clients wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// Time a client gets to send a request head on HTTP/1 (a guard against slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client gets to send a request head: on HTTP/1 for every request, and for
+/// the first request of any connection (so sockets that never send one are closed).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Interval of h2 keep-alive pings, which also find dead h2 connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+/// Bounds on the connections of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time allowed for a request head to arrive (see [`DEFAULT_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// How a listener's graceful end went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +64,7 @@ pub async fn serve<H, F>(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     in_flight: InFlight,
+    limits: Limits,
 ) -> Drained
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -53,12 +74,12 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE);
-    let connection_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -91,21 +112,39 @@ where
         }
         let handler = handler.clone();
         let in_flight = in_flight.clone();
-        let service = service_fn(move |request| {
-            let guard = in_flight.enter();
-            let response = handler(request, peer);
-            async move {
-                let response = response.await;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = service_fn({
+            let asked = Arc::clone(&asked);
+            move |request| {
+                asked.store(true, Ordering::Relaxed);
+                let guard = in_flight.enter();
+                let response = handler(request, peer);
+                async move {
+                    let response = response.await;
+                    Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+                }
             }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
+        let first_request_deadline = async move {
+            tokio::time::sleep(limits.header_read_timeout).await;
+            if asked.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
         connections.spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(error = %error, "connection ended with an error");
+            tokio::select! {
+                ended = watched => {
+                    if let Err(error) = ended {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
+                }
+                () = first_request_deadline => {
+                    tracing::debug!(%peer, "no request in time; connection closed");
+                }
             }
             drop(slot);
         });
@@ -118,5 +157,73 @@ where
             connections.shutdown().await;
             Drained { cut }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let handler = |request: Request<Incoming>, _peer| async move {
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            Response::new(crate::body::full("ok"))
+        };
+        tokio::spawn(serve(
+            listener,
+            handler,
+            stopped,
+            Duration::from_secs(1),
+            InFlight::default(),
+            limits,
+        ));
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn silent_connections_are_closed() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        for opening in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            socket.write_all(opening).await.unwrap();
+            let mut buffer = [0u8; 64];
+            let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+                .await
+                .expect("closed by the proxy, not by the test's bound");
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_slower_than_the_deadline_is_not_cut() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buffer[..read].starts_with(b"HTTP/1.1 200"),
+            "answered after the deadline"
+        );
     }
 }

@@ -1,14 +1,15 @@
-//! Tokens: minting HS256 JWTs shaped like Bentley IMS ones, registering opaque tokens, and
-//! checking the bearer token of a request (signature, exp/nbf, scope).
+//! Tokens: minting HS256 and RS256 JWTs shaped like Bentley IMS ones, registering opaque
+//! tokens, and checking the bearer token of a request (signature, exp/nbf, scope).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::keys::{Keys, RsaKey};
 use super::lock;
 
 /// The audience of every token it mints and accepts.
@@ -109,16 +110,18 @@ struct CheckedClaims {
     scope: Option<serde_json::Value>,
 }
 
-/// The signing key and the opaque tokens it accepts.
+/// The signing keys and the opaque tokens it accepts.
 #[derive(Debug)]
 pub(crate) struct Auth {
     key: Vec<u8>,
+    rsa: Keys,
     issuer: String,
     opaque: Mutex<HashMap<String, Caller>>,
 }
 
 impl Auth {
-    /// Uses `secret`, or a random key when there is none.
+    /// Uses `secret` for HS256, or a random key when there is none; the RSA key is made on
+    /// first use.
     pub(crate) fn new(secret: Option<Vec<u8>>, issuer: String) -> std::io::Result<Self> {
         let key = match secret {
             Some(secret) => secret,
@@ -131,17 +134,67 @@ impl Auth {
         };
         Ok(Self {
             key,
+            rsa: Keys::default(),
             issuer,
             opaque: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Mints a token; `forged` signs it with a key it does not accept.
+    /// Mints an HS256 token; `forged` signs it with a key it does not accept.
     pub(crate) fn sign(&self, spec: &TokenSpec, forged: bool) -> String {
+        let mut key = self.key.clone();
+        if forged {
+            key.extend_from_slice(b"-forged");
+        }
+        // HS256 over claims made only of strings and numbers cannot fail to encode.
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &self.claims(spec),
+            &EncodingKey::from_secret(&key),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Mints an RS256 token under the current `kid`; `forged` signs it with an unpublished
+    /// key. Empty if no key could be made.
+    pub(crate) fn sign_rs256(&self, spec: &TokenSpec, forged: bool) -> String {
+        let Ok(current) = self.rsa.current() else {
+            return String::new();
+        };
+        let key = if forged {
+            self.rsa.forger()
+        } else {
+            Ok(&current.encoding)
+        };
+        let Ok(key) = key else {
+            return String::new();
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(current.kid.clone());
+        jsonwebtoken::encode(&header, &self.claims(spec), key).unwrap_or_default()
+    }
+
+    /// The `iss` of its tokens: the simulator's base URL.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The key RS256 tokens are signed with now.
+    pub(crate) fn rsa_key(&self) -> std::io::Result<Arc<RsaKey>> {
+        self.rsa.current()
+    }
+
+    /// Replaces the RSA key and its `kid`; tokens signed with the old one are refused.
+    pub(crate) fn rotate_rsa_key(&self) {
+        self.rsa.rotate();
+    }
+
+    /// The claims of a token minted now.
+    fn claims<'a>(&'a self, spec: &'a TokenSpec) -> MintedClaims<'a> {
         let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
         let exp = now.saturating_add(spec.expires_in);
         let iat = now.min(exp.saturating_sub(60));
-        let claims = MintedClaims {
+        MintedClaims {
             iss: &self.issuer,
             sub: &spec.sub,
             client_id: &spec.client_id,
@@ -154,18 +207,7 @@ impl Auth {
             iat,
             nbf: iat,
             exp,
-        };
-        let mut key = self.key.clone();
-        if forged {
-            key.extend_from_slice(b"-forged");
         }
-        // HS256 over claims made only of strings and numbers cannot fail to encode.
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&key),
-        )
-        .unwrap_or_default()
     }
 
     pub(crate) fn register_opaque(&self, token: &str, sub: &str, client_id: &str) {
@@ -182,17 +224,28 @@ impl Auth {
         if let Some(caller) = lock(&self.opaque).get(token) {
             return Ok(caller.clone());
         }
-        let mut validation = Validation::new(Algorithm::HS256);
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // Only the algorithm of each key is accepted: RS256 under the current kid, else HS256.
+        let (algorithm, key) = if header.alg == Algorithm::RS256 {
+            let rsa = self
+                .rsa
+                .current()
+                .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            if header.kid.as_deref() != Some(rsa.kid.as_str()) {
+                return Err(AuthError::Invalid("unknown kid".to_owned()));
+            }
+            (Algorithm::RS256, rsa.decoding.clone())
+        } else {
+            (Algorithm::HS256, DecodingKey::from_secret(&self.key))
+        };
+        let mut validation = Validation::new(algorithm);
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.set_audience(&[AUDIENCE]);
-        let claims = jsonwebtoken::decode::<CheckedClaims>(
-            token,
-            &DecodingKey::from_secret(&self.key),
-            &validation,
-        )
-        .map_err(|e| AuthError::Invalid(e.to_string()))?
-        .claims;
+        let claims = jsonwebtoken::decode::<CheckedClaims>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?
+            .claims;
         if !claims.scope.as_ref().is_some_and(grants_access) {
             return Err(AuthError::InsufficientScope);
         }

@@ -2,13 +2,16 @@
 //!
 //! The proxy's tests start it on `127.0.0.1:0`; users run it offline through the
 //! `itwin-proxy-sim` binary. This module owns the public handle ([`Simulator`]) and its
-//! configuration; the seeded data, token checks, routes, quota and test controls live in the
-//! submodules. No proxy code is used here, so the simulator stays an independent witness.
+//! configuration; the seeded data, tokens and signing keys, the issuer's endpoints, routes,
+//! quota and test controls live in the submodules. No proxy code is used here, so the
+//! simulator stays an independent witness.
 
 mod aids;
 mod auth;
 mod control;
 mod data;
+mod issuer;
+mod keys;
 mod quota;
 mod reply;
 mod routes;
@@ -73,6 +76,7 @@ pub struct SimQuota {
 struct Shared {
     origin: String,
     auth: auth::Auth,
+    publication: issuer::Publication,
     store: Mutex<data::Store>,
     control: control::Control,
     quota: Option<quota::Limiter>,
@@ -105,6 +109,7 @@ impl Simulator {
         };
         let shared = Arc::new(Shared {
             auth: auth::Auth::new(config.secret, base_url)?,
+            publication: issuer::Publication::default(),
             store: Mutex::new(data::Store::seed(&config.imodels)),
             control: control::Control::new(config.delay),
             quota,
@@ -141,6 +146,45 @@ impl Simulator {
     /// The same claims as [`Simulator::token`] signed with another key: it rejects it.
     pub fn forged_token(&self, spec: &TokenSpec) -> String {
         self.shared.auth.sign(spec, true)
+    }
+
+    /// A JWT with the claims of [`Simulator::token`], signed RS256 with its RSA key under the
+    /// current `kid`; it accepts it until [`Simulator::rotate_key`]. Its `iss` is the issuer
+    /// that `/.well-known/openid-configuration` names. (Empty should the system fail to make
+    /// a key.)
+    pub fn rs256_token(&self, spec: &TokenSpec) -> String {
+        self.shared.auth.sign_rs256(spec, false)
+    }
+
+    /// The same as [`Simulator::rs256_token`] signed with another RSA key under the same
+    /// `kid`: it rejects it, and so does any verifier of its key set.
+    pub fn forged_rs256_token(&self, spec: &TokenSpec) -> String {
+        self.shared.auth.sign_rs256(spec, true)
+    }
+
+    /// The `kid` of the RSA key RS256 tokens are signed with now (empty should the system
+    /// fail to make a key).
+    pub fn key_id(&self) -> String {
+        let key = self.shared.auth.rsa_key();
+        key.map(|key| key.kid.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the RSA key with a new one under a new `kid`: the key set publishes only the
+    /// new key and RS256 tokens signed before are refused. (Should the system fail to make
+    /// a key, the current one stays, which [`Simulator::key_id`] shows.)
+    pub fn rotate_key(&self) {
+        self.shared.auth.rotate_rsa_key();
+    }
+
+    /// Requests received for `/.well-known/jwks.json` (these, like the discovery document,
+    /// are not part of [`Simulator::request_count`]).
+    pub fn jwks_requests(&self) -> u64 {
+        self.shared.publication.jwks_requests()
+    }
+
+    /// While `down`, `/.well-known/jwks.json` answers 503 (the API keeps working).
+    pub fn set_jwks_down(&self, down: bool) {
+        self.shared.publication.set_down(down);
     }
 
     /// Makes a non-JWT token acceptable, acting as `sub` of the app `client_id`.

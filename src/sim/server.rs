@@ -1,6 +1,6 @@
-//! The listener and the path of one request: record it, take a queued failure, wait out a
-//! hold and the delay, then answer (test aids directly; API routes after the token and the
-//! quota are checked).
+//! The listener and the path of one request: the issuer's endpoints are answered at once;
+//! other requests are recorded, take a queued failure, wait out a hold and the delay, then
+//! are answered (test aids directly; API routes after the token and the quota are checked).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::auth::AuthError;
 use super::control::Failure;
 use super::reply::{self, Body};
 use super::routes::{self, Route};
-use super::{Shared, aids, lock};
+use super::{Shared, aids, issuer, lock};
 
 /// How long open requests get to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -94,6 +94,9 @@ async fn handle(
 ) -> Result<Response<Body>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
+    if let Some(answer) = issuer::answer(&shared, &parts) {
+        return Ok(answer);
+    }
     let failure = shared.control.record(&parts, &body);
     shared.control.park().await;
     let delay = shared.control.delay();

@@ -2,6 +2,7 @@
 
 mod api;
 mod controls;
+mod issuer;
 
 use std::time::Duration;
 
