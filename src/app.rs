@@ -12,9 +12,8 @@ use tokio::task::JoinHandle;
 use crate::auth::{RandomUnavailable, TokenHasher};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::pipeline::{Live, Proxy};
+use crate::pipeline::{Live, LiveSetupError, Proxy};
 use crate::server::{self, Drained, InFlight, Limits};
-use crate::upstream::UpstreamSetupError;
 
 /// How long the admin listener gets to finish after the proxy listener has drained.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
@@ -30,9 +29,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// The upstream client could not be built.
+    /// The upstream client or the token verifier could not be built.
     #[error(transparent)]
-    Upstream(#[from] UpstreamSetupError),
+    Setup(#[from] LiveSetupError),
     /// No random key for token hashing.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),

@@ -15,6 +15,9 @@ pub enum ProxyError {
     /// The cached route was called without `Authorization: Bearer <token>`.
     #[error("Header Authorization was not found in the request. Access denied.")]
     MissingAuthorization,
+    /// The token failed local verification and `auth.reject_unverified` is on.
+    #[error("The access token is not valid.")]
+    InvalidToken,
     /// The request is malformed or would make the proxy an open proxy.
     #[error("{0}")]
     InvalidRequest(&'static str),
@@ -39,7 +42,7 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingAuthorization => StatusCode::UNAUTHORIZED,
+            Self::MissingAuthorization | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -52,6 +55,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingAuthorization => "HeaderNotFound",
+            Self::InvalidToken => "InvalidToken",
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::TooManyRequests { .. } => "TooManyRequests",
             Self::UpstreamUnavailable(_) => "UpstreamUnavailable",

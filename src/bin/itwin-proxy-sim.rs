@@ -122,6 +122,12 @@ async fn main() -> ExitCode {
     if args.secret.is_none() {
         println!("(the signing key is random: pass --secret to keep tokens valid across restarts)");
     }
+    println!();
+    println!(
+        "RS256 demo token, verifiable locally with auth.issuer = \"{}\" (valid 24 h):",
+        sim.base_url()
+    );
+    println!("{}", sim.rs256_token(&spec));
     if let Some((id, _)) = imodels.first() {
         println!();
         println!("through a proxy at {EXAMPLE_PROXY}:");

@@ -29,7 +29,7 @@ use tracing::{Instrument, field};
 pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
 pub use reload::Reloaded;
 
-use crate::auth::{KnownTokens, Token, TokenHasher, bearer_token};
+use crate::auth::{KnownTokens, Token, TokenHasher, Verifier, VerifierSetupError, bearer_token};
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
 use crate::config::Settings;
@@ -39,6 +39,17 @@ use crate::ratelimit::Budgets;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Outbound, Wait};
+
+/// The per-settings state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveSetupError {
+    /// The upstream client.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamSetupError),
+    /// The token verifier.
+    #[error(transparent)]
+    Verifier(#[from] VerifierSetupError),
+}
 
 /// Everything derived from one version of the settings; swapped whole on reload.
 #[derive(Debug)]
@@ -51,14 +62,23 @@ pub struct Live {
     pub rewriter: LinkRewriter,
     /// Outbound budgets (kept across reloads that leave `[rate_limit]` unchanged).
     pub budgets: Arc<Budgets>,
+    /// Local token verification, when `auth.jwks_url` or `auth.issuer` is set (kept across
+    /// reloads that leave them and `auth.audience` unchanged).
+    pub verifier: Option<Arc<Verifier>>,
     /// The path prefix of `server.public_base_url`, without a trailing `/` (may be empty).
     public_prefix: String,
 }
 
 impl Live {
     /// Builds the per-settings state.
-    pub fn new(settings: Settings) -> Result<Self, UpstreamSetupError> {
+    pub fn new(settings: Settings) -> Result<Self, LiveSetupError> {
         let upstream = Upstream::new(&settings.upstream)?;
+        let verifier = Verifier::new(
+            &settings.auth,
+            settings.upstream.connect_timeout,
+            settings.upstream.ca_file.as_deref(),
+        )?
+        .map(Arc::new);
         let mut origins = vec![settings.upstream.base_url.clone()];
         origins.extend(settings.upstream.link_origins.iter().cloned());
         let rewriter = LinkRewriter::new(&origins, &settings.server.public_base_url);
@@ -74,6 +94,7 @@ impl Live {
             upstream,
             rewriter,
             budgets,
+            verifier,
             public_prefix,
         })
     }

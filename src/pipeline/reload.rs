@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{Live, Proxy};
+use super::{Live, LiveSetupError, Proxy};
 use crate::cache::Purge;
 use crate::config::Settings;
-use crate::upstream::UpstreamSetupError;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,7 +21,7 @@ pub struct Reloaded {
 
 impl Proxy {
     /// Applies `settings` to every request that starts from now on.
-    pub fn reload(&self, settings: Settings) -> Result<Reloaded, UpstreamSetupError> {
+    pub fn reload(&self, settings: Settings) -> Result<Reloaded, LiveSetupError> {
         let old = self.live.load_full();
         let mut next = Live::new(settings)?;
         let (before, after) = (&old.settings, &next.settings);
@@ -60,6 +59,14 @@ impl Proxy {
         let budgets_rebuilt = before.rate_limit != after.rate_limit;
         if !budgets_rebuilt {
             next.budgets = Arc::clone(&old.budgets);
+        }
+        let same_keys = before.auth.jwks_url == after.auth.jwks_url
+            && before.auth.issuer == after.auth.issuer
+            && before.auth.audience == after.auth.audience
+            && before.upstream.ca_file == after.upstream.ca_file;
+        if same_keys {
+            // Keep the fetched signing keys rather than fetching them again.
+            next.verifier.clone_from(&old.verifier);
         }
         let cache_emptied = before.server.public_base_url != after.server.public_base_url
             || before.upstream.base_url != after.upstream.base_url

@@ -1,0 +1,125 @@
+//! Local verification: with a JWKS, a token whose signature and claims check is known-valid at
+//! once; a bad one is answered 401 locally when `auth.reject_unverified` is on; without keys,
+//! the upstream decides as before.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use itwin_proxy::sim::{DEMO_IMODEL_ID, Scopes, TokenSpec};
+use support::{Harness, starts_with_hit};
+
+fn page() -> String {
+    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=4")
+}
+
+/// A harness whose proxy verifies tokens against the simulator's key set.
+async fn verifying(reject_unverified: bool) -> Harness {
+    let h = Harness::start().await;
+    let mut settings = support::settings_for(&h.sim);
+    settings.auth.jwks_url = Some(
+        format!("{}/.well-known/jwks.json", h.sim.base_url())
+            .parse()
+            .unwrap(),
+    );
+    settings.auth.reject_unverified = reject_unverified;
+    h.proxy.proxy().reload(settings).unwrap();
+    h
+}
+
+#[tokio::test]
+async fn a_verified_token_hits_without_proving_itself_upstream() {
+    let h = verifying(false).await;
+    let first = h.sim.rs256_token(&TokenSpec::new("alice"));
+    let answer = h.get(&page(), Some(&first)).await;
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
+    let second = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(1200));
+    let hit = h.get(&page(), Some(&second)).await;
+    assert!(
+        starts_with_hit(hit.cache_status()),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(h.list_calls(), 1, "the second token never went upstream");
+    assert!(h.sim.jwks_requests() >= 1);
+}
+
+#[tokio::test]
+async fn a_forged_token_is_refused_locally_when_asked() {
+    let h = verifying(true).await;
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    h.get(&page(), Some(&alice)).await;
+    let forged = h.sim.forged_rs256_token(&TokenSpec::new("alice"));
+    let answer = h.get(&page(), Some(&forged)).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.json()["error"]["code"], "InvalidToken");
+    assert_eq!(answer.header("cache-control"), Some("private"));
+    let expired = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(-600));
+    assert_eq!(h.get(&page(), Some(&expired)).await.status, 401);
+    let hs256 = h.token("alice");
+    assert_eq!(
+        h.get(&page(), Some(&hs256)).await.json()["error"]["code"],
+        "InvalidToken",
+        "symmetric algorithms are never accepted"
+    );
+    assert_eq!(h.list_calls(), 1, "refused tokens cost no upstream call");
+}
+
+#[tokio::test]
+async fn without_reject_unverified_the_upstream_decides() {
+    let h = verifying(false).await;
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    h.get(&page(), Some(&alice)).await;
+    let forged = h.sim.forged_rs256_token(&TokenSpec::new("alice"));
+    let answer = h.get(&page(), Some(&forged)).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
+    assert_eq!(h.list_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_verified_token_still_needs_an_accepted_scope() {
+    let h = verifying(false).await;
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    h.get(&page(), Some(&alice)).await;
+    let unscoped = h.sim.rs256_token(
+        &TokenSpec::new("alice")
+            .scopes(Scopes::Absent)
+            .expires_in(1500),
+    );
+    let answer = h.get(&page(), Some(&unscoped)).await;
+    assert!(
+        !starts_with_hit(answer.cache_status()),
+        "{}",
+        answer.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn unavailable_keys_fall_back_to_the_upstream() {
+    let h = Harness::start().await;
+    h.sim.set_jwks_down(true);
+    let mut settings = support::settings_for(&h.sim);
+    settings.auth.issuer = Some(h.sim.base_url());
+    settings.auth.reject_unverified = true;
+    h.proxy.proxy().reload(settings).unwrap();
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
+    assert!(starts_with_hit(
+        h.get(&page(), Some(&alice)).await.cache_status()
+    ));
+}
+
+#[tokio::test]
+async fn keys_are_discovered_from_the_issuer() {
+    let h = Harness::start().await;
+    let mut settings = support::settings_for(&h.sim);
+    settings.auth.issuer = Some(h.sim.base_url());
+    h.proxy.proxy().reload(settings).unwrap();
+    h.get(&page(), Some(&h.sim.rs256_token(&TokenSpec::new("alice"))))
+        .await;
+    let fresh = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(900));
+    assert!(starts_with_hit(
+        h.get(&page(), Some(&fresh)).await.cache_status()
+    ));
+    assert_eq!(h.list_calls(), 1);
+}
