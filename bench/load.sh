@@ -308,6 +308,7 @@ round() { # top skip round
 }
 
 echo
+echo "run: THREADS=$THREADS CONNECTIONS=$CONNECTIONS DURATION=$DURATION ROUNDS=$ROUNDS TOP=$TOP TOP_SMALL=$TOP_SMALL PORT_BASE=$PORT_BASE bench/load.sh"
 echo "command: ${WRK[*]} -H 'Authorization: Bearer \$TOKEN' '$(page_url PORT TOP SKIP)'"
 echo "  TOP $TOP ($ROUNDS rounds), then $TOP_SMALL (1 round); SKIP: the round's own page;"
 echo "  PORT: itwin-proxy $PROXY_PORT, nginx $NGINX_PORT, nginx+links $NGINX_LINKS_PORT, in turn"

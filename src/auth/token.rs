@@ -21,7 +21,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let token = token.trim();
     let well_formed = scheme.eq_ignore_ascii_case("bearer")
         && !token.is_empty()
-        && !token.contains(char::is_whitespace);
+        && !token.bytes().any(|b| b.is_ascii_whitespace());
     well_formed.then_some(token)
 }
 
