@@ -21,6 +21,12 @@ pub enum ProxyError {
     /// The request is malformed or would make the proxy an open proxy.
     #[error("{0}")]
     InvalidRequest(&'static str),
+    /// The request target is longer than the proxy accepts.
+    #[error("The request URI is longer than {max} bytes.")]
+    UriTooLong {
+        /// The longest target accepted.
+        max: usize,
+    },
     /// The outbound budget has no permit within the allowed wait.
     #[error("the upstream budget is spent; retry after {retry_after_secs} s")]
     TooManyRequests {
@@ -44,6 +50,7 @@ impl ProxyError {
         match self {
             Self::MissingAuthorization | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -57,6 +64,7 @@ impl ProxyError {
             Self::MissingAuthorization => "HeaderNotFound",
             Self::InvalidToken => "InvalidToken",
             Self::InvalidRequest(_) => "InvalidRequest",
+            Self::UriTooLong { .. } => "UriTooLong",
             Self::TooManyRequests { .. } => "TooManyRequests",
             Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
             Self::UpstreamTimeout => "UpstreamTimeout",

@@ -303,6 +303,10 @@ impl Proxy {
     }
 }
 
+/// The longest request target (path and query) accepted; longer ones get 414. Real API
+/// paths and queries are far shorter, and upstreams commonly refuse past 8 KiB anyway.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// The `method` label: a standard method, or `other`, so made-up methods cannot add series.
 fn method_label(method: &Method) -> &'static str {
     const STANDARD: [Method; 9] = [
@@ -325,6 +329,13 @@ fn method_label(method: &Method) -> &'static str {
 /// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
 /// and targets that are not a path are refused before anything is forwarded.
 fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
+    let target_length = parts
+        .uri
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_length > MAX_URI_BYTES {
+        return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
+    }
     if parts.method == Method::CONNECT {
         return Err(ProxyError::InvalidRequest(
             "CONNECT is not supported: this proxy only forwards to its configured upstream.",
@@ -443,6 +454,14 @@ mod tests {
         two.headers
             .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
         assert!(guard(&two).is_err());
+    }
+
+    #[test]
+    fn overlong_targets_are_refused() {
+        let long = format!("/export/connections?imodelId={}", "a".repeat(MAX_URI_BYTES));
+        let error = guard(&parts(&long, Version::HTTP_11, Method::GET)).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::URI_TOO_LONG);
+        assert_eq!(error.code(), "UriTooLong");
     }
 
     #[test]
