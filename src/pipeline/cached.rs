@@ -17,10 +17,11 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::authenticate::authenticate;
 use super::forward::{self, Outbound, Wait};
 use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
 use super::{Live, Proxy, RequestContext};
-use crate::auth::{Token, TokenHash, Verdict, bearer_token};
+use crate::auth::{Token, TokenHash, bearer_token};
 use crate::body::{self, ProxyBody};
 use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
 use crate::error::ProxyError;
@@ -238,44 +239,6 @@ pub(crate) async fn serve(
             let response =
                 forward::call(proxy, live, &budget, &outbound, None, Wait::Yes, ctx).await?;
             Ok(relay::relay(live, response, false).await?.response)
-        }
-    }
-}
-
-/// The authenticate phase: whether a token that may otherwise use the cache (current, with an
-/// accepted scope) is known-valid: the upstream accepted it before, or its signature and
-/// claims check against the issuer's keys (and it carries a scope claim). A token that fails
-/// local verification is answered 401 when `auth.reject_unverified` is on; otherwise, and
-/// while the keys cannot be had, the upstream's answer decides.
-async fn authenticate(
-    proxy: &Proxy,
-    live: &Live,
-    raw_token: &str,
-    token: &Token,
-    now: u64,
-) -> Result<bool, ProxyError> {
-    if proxy.known.is_known(token, now).await {
-        return Ok(true);
-    }
-    let Some(verifier) = &live.verifier else {
-        return Ok(false);
-    };
-    match verifier.verify(raw_token).await {
-        Verdict::Valid if token.scopes.is_some() => {
-            proxy.known.remember(token, now).await;
-            Ok(true)
-        }
-        Verdict::Valid => Ok(false),
-        Verdict::Invalid(reason) => {
-            tracing::debug!(%reason, "token failed local verification");
-            match live.settings.auth.reject_unverified {
-                true => Err(ProxyError::InvalidToken),
-                false => Ok(false),
-            }
-        }
-        Verdict::Unavailable(reason) => {
-            tracing::debug!(%reason, "signing keys unavailable; the upstream judges the token");
-            Ok(false)
         }
     }
 }

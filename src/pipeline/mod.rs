@@ -1,17 +1,20 @@
 //! One request, start to finish, as a sequence of named phases sharing a [`RequestContext`]:
 //!
-//! 1. [`guard`]: refuse anything that would make the proxy an open proxy;
-//! 2. [`route`]: strip the public path prefix and pick the cached route or pass-through;
-//! 3. on the cached route, [`cached::serve`]: authenticate, key, look up, fill, store;
-//!    elsewhere, [`pass_through`]: forward the body streaming;
-//! 4. [`forward::call`]: take a budget permit, call the upstream, feed its answer to the budget;
-//! 5. [`relay::relay`]: clean headers, rewrite links; after a pass-through,
-//!    [`Proxy::invalidate`] evicts what a successful write made stale;
+//! 1. `guard::guard`: refuse anything that would make the proxy an open proxy;
+//! 2. `Proxy::route`: strip the public path prefix (`guard::strip_prefix`) and pick the
+//!    cached route or pass-through;
+//! 3. on the cached route, `cached::serve`: authenticate (`authenticate`), key, look up,
+//!    fill, store; elsewhere, `Proxy::pass_through`: forward the body streaming;
+//! 4. `forward::call`: take a budget permit, call the upstream, feed its answer to the budget;
+//! 5. `relay::relay`: clean headers, rewrite links; after a pass-through,
+//!    `Proxy::invalidate` evicts what a successful write made stale;
 //! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
 
+mod authenticate;
 mod cached;
 mod context;
 mod forward;
+mod guard;
 mod relay;
 mod reload;
 
@@ -19,8 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header, request};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -34,11 +36,12 @@ use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
 use crate::config::Settings;
 use crate::error::ProxyError;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels, method_label};
 use crate::ratelimit::Budgets;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Outbound, Wait};
+use guard::{guard, strip_prefix};
 
 /// The per-settings state could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -300,189 +303,5 @@ impl Proxy {
                 "request completed"
             );
         });
-    }
-}
-
-/// The longest request target (path and query) accepted; longer ones get 414. Real API
-/// paths and queries are far shorter, and upstreams commonly refuse past 8 KiB anyway.
-const MAX_URI_BYTES: usize = 8 * 1024;
-
-/// The `method` label: a standard method, or `other`, so made-up methods cannot add series.
-fn method_label(method: &Method) -> &'static str {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    STANDARD
-        .iter()
-        .find(|standard| *standard == method)
-        .map_or("other", Method::as_str)
-}
-
-/// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
-/// and targets that are not a path are refused before anything is forwarded.
-fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
-    let target_length = parts
-        .uri
-        .path_and_query()
-        .map_or(0, |target| target.as_str().len());
-    if target_length > MAX_URI_BYTES {
-        return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
-    }
-    if parts.method == Method::CONNECT {
-        return Err(ProxyError::InvalidRequest(
-            "CONNECT is not supported: this proxy only forwards to its configured upstream.",
-        ));
-    }
-    let absolute = parts.uri.scheme().is_some() || parts.uri.authority().is_some();
-    if absolute && parts.version < Version::HTTP_2 {
-        return Err(ProxyError::InvalidRequest(
-            "Absolute-form request targets are not accepted: this proxy only forwards to its configured upstream.",
-        ));
-    }
-    if !parts.uri.path().starts_with('/') {
-        return Err(ProxyError::InvalidRequest(
-            "The request target must be a path.",
-        ));
-    }
-    if parts.uri.path().split('/').any(is_dot_segment) {
-        return Err(ProxyError::InvalidRequest(
-            "The request path must not contain '.' or '..' segments.",
-        ));
-    }
-    // Which of several credentials counts would be the upstream's choice, not the proxy's:
-    // one token could be keyed while another is verified.
-    if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
-        return Err(ProxyError::InvalidRequest(
-            "A request must carry at most one Authorization header.",
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a path segment is `.` or `..`, also percent-encoded: such a segment could climb out
-/// of the upstream's base path.
-fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
-}
-
-/// The request's path and query with the public path prefix removed; requests outside the
-/// prefix are routed as they are.
-fn strip_prefix(prefix: &str, parts: &request::Parts) -> Result<PathAndQuery, ProxyError> {
-    if prefix.is_empty()
-        && let Some(path_and_query) = parts.uri.path_and_query()
-    {
-        return Ok(path_and_query.clone());
-    }
-    let path = parts.uri.path();
-    let stripped = if prefix.is_empty() {
-        path
-    } else {
-        match path.strip_prefix(prefix) {
-            Some("") => "/",
-            Some(rest) if rest.starts_with('/') => rest,
-            _ => path,
-        }
-    };
-    let joined = match parts.uri.query() {
-        Some(query) => format!("{stripped}?{query}"),
-        None => stripped.to_owned(),
-    };
-    PathAndQuery::try_from(joined)
-        .map_err(|_| ProxyError::InvalidRequest("The request target is not valid."))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(uri: &str, version: Version, method: Method) -> request::Parts {
-        let (parts, ()) = Request::builder()
-            .method(method)
-            .uri(uri)
-            .version(version)
-            .body(())
-            .unwrap()
-            .into_parts();
-        parts
-    }
-
-    #[test]
-    fn guard_refuses_open_proxy_requests() {
-        assert!(
-            guard(&parts(
-                "http://evil.example/x",
-                Version::HTTP_11,
-                Method::GET
-            ))
-            .is_err()
-        );
-        assert!(
-            guard(&parts(
-                "evil.example:443",
-                Version::HTTP_11,
-                Method::CONNECT
-            ))
-            .is_err()
-        );
-        assert!(guard(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
-        assert!(guard(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
-        assert!(
-            guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
-            "h2 always carries an authority; it is ignored, never routed on"
-        );
-    }
-
-    #[test]
-    fn guard_refuses_ambiguous_requests() {
-        assert!(guard(&parts("/a/../b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/%2E%2e/b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/./b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/..b/c.d", Version::HTTP_11, Method::GET)).is_ok());
-        let mut two = parts("/export/connections", Version::HTTP_11, Method::GET);
-        two.headers
-            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
-        assert!(guard(&two).is_ok());
-        two.headers
-            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
-        assert!(guard(&two).is_err());
-    }
-
-    #[test]
-    fn overlong_targets_are_refused() {
-        let long = format!("/export/connections?imodelId={}", "a".repeat(MAX_URI_BYTES));
-        let error = guard(&parts(&long, Version::HTTP_11, Method::GET)).unwrap_err();
-        assert_eq!(error.status(), http::StatusCode::URI_TOO_LONG);
-        assert_eq!(error.code(), "UriTooLong");
-    }
-
-    #[test]
-    fn method_labels_are_bounded() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::from_bytes(b"JUNK").unwrap()), "other");
-    }
-
-    #[test]
-    fn prefix_is_stripped_only_at_a_segment_boundary() {
-        let strip = |uri: &str| {
-            strip_prefix("/bentley", &parts(uri, Version::HTTP_11, Method::GET))
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(
-            strip("/bentley/export/connections?a=1"),
-            "/export/connections?a=1"
-        );
-        assert_eq!(strip("/bentley"), "/");
-        assert_eq!(strip("/bentleyx/y"), "/bentleyx/y");
-        assert_eq!(strip("/export/connections"), "/export/connections");
     }
 }

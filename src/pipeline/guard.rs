@@ -1,0 +1,171 @@
+//! Phases 1 and 2 of a request: hygiene before anything else. Refuse what would make the
+//! proxy an open proxy or whose meaning the upstream could read differently, and find the
+//! path to route on under the public path prefix.
+
+use http::uri::PathAndQuery;
+use http::{Method, Version, header, request};
+
+use crate::error::ProxyError;
+
+/// The longest request target (path and query) accepted; longer ones get 414. Real API
+/// paths and queries are far shorter, and upstreams commonly refuse past 8 KiB anyway.
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
+/// and targets that are not a path are refused before anything is forwarded.
+pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
+    let target_length = parts
+        .uri
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_length > MAX_URI_BYTES {
+        return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
+    }
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::InvalidRequest(
+            "CONNECT is not supported: this proxy only forwards to its configured upstream.",
+        ));
+    }
+    let absolute = parts.uri.scheme().is_some() || parts.uri.authority().is_some();
+    if absolute && parts.version < Version::HTTP_2 {
+        return Err(ProxyError::InvalidRequest(
+            "Absolute-form request targets are not accepted: this proxy only forwards to its configured upstream.",
+        ));
+    }
+    if !parts.uri.path().starts_with('/') {
+        return Err(ProxyError::InvalidRequest(
+            "The request target must be a path.",
+        ));
+    }
+    if parts.uri.path().split('/').any(is_dot_segment) {
+        return Err(ProxyError::InvalidRequest(
+            "The request path must not contain '.' or '..' segments.",
+        ));
+    }
+    // Which of several credentials counts would be the upstream's choice, not the proxy's:
+    // one token could be keyed while another is verified.
+    if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ProxyError::InvalidRequest(
+            "A request must carry at most one Authorization header.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a path segment is `.` or `..`, also percent-encoded: such a segment could climb out
+/// of the upstream's base path.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
+/// The request's path and query with the public path prefix removed; requests outside the
+/// prefix are routed as they are.
+pub(crate) fn strip_prefix(
+    prefix: &str,
+    parts: &request::Parts,
+) -> Result<PathAndQuery, ProxyError> {
+    if prefix.is_empty()
+        && let Some(path_and_query) = parts.uri.path_and_query()
+    {
+        return Ok(path_and_query.clone());
+    }
+    let path = parts.uri.path();
+    let stripped = if prefix.is_empty() {
+        path
+    } else {
+        match path.strip_prefix(prefix) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
+    };
+    let joined = match parts.uri.query() {
+        Some(query) => format!("{stripped}?{query}"),
+        None => stripped.to_owned(),
+    };
+    PathAndQuery::try_from(joined)
+        .map_err(|_| ProxyError::InvalidRequest("The request target is not valid."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Request};
+
+    fn parts(uri: &str, version: Version, method: Method) -> request::Parts {
+        let (parts, ()) = Request::builder()
+            .method(method)
+            .uri(uri)
+            .version(version)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn guard_refuses_open_proxy_requests() {
+        assert!(
+            guard(&parts(
+                "http://evil.example/x",
+                Version::HTTP_11,
+                Method::GET
+            ))
+            .is_err()
+        );
+        assert!(
+            guard(&parts(
+                "evil.example:443",
+                Version::HTTP_11,
+                Method::CONNECT
+            ))
+            .is_err()
+        );
+        assert!(guard(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
+        assert!(guard(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
+        assert!(
+            guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
+            "h2 always carries an authority; it is ignored, never routed on"
+        );
+    }
+
+    #[test]
+    fn guard_refuses_ambiguous_requests() {
+        assert!(guard(&parts("/a/../b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/%2E%2e/b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/./b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guard(&parts("/a/..b/c.d", Version::HTTP_11, Method::GET)).is_ok());
+        let mut two = parts("/export/connections", Version::HTTP_11, Method::GET);
+        two.headers
+            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        assert!(guard(&two).is_ok());
+        two.headers
+            .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        assert!(guard(&two).is_err());
+    }
+
+    #[test]
+    fn overlong_targets_are_refused() {
+        let long = format!("/export/connections?imodelId={}", "a".repeat(MAX_URI_BYTES));
+        let error = guard(&parts(&long, Version::HTTP_11, Method::GET)).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::URI_TOO_LONG);
+        assert_eq!(error.code(), "UriTooLong");
+    }
+
+    #[test]
+    fn prefix_is_stripped_only_at_a_segment_boundary() {
+        let strip = |uri: &str| {
+            strip_prefix("/bentley", &parts(uri, Version::HTTP_11, Method::GET))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            strip("/bentley/export/connections?a=1"),
+            "/export/connections?a=1"
+        );
+        assert_eq!(strip("/bentley"), "/");
+        assert_eq!(strip("/bentleyx/y"), "/bentleyx/y");
+        assert_eq!(strip("/export/connections"), "/export/connections");
+    }
+}
