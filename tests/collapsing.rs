@@ -16,10 +16,10 @@ fn page() -> String {
     format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=20")
 }
 
-/// Waits until the proxy has `n` requests in flight.
-async fn in_flight(h: &Harness, n: usize) {
+/// Waits until `n` requests wait on the proxy's shared upstream calls.
+async fn all_joined(h: &Harness, n: usize) {
     within(async {
-        while h.proxy.in_flight() < n {
+        while h.proxy.proxy().waiting_on_upstream() < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -43,7 +43,7 @@ async fn concurrent_misses_with_one_token_make_one_call() {
     let hold = h.sim.hold();
     let requests = fire(&h, vec![token; CONCURRENT]).await;
     within(hold.waiting_at_least(1)).await;
-    in_flight(&h, CONCURRENT).await;
+    all_joined(&h, CONCURRENT).await;
     hold.release();
     let mut stored = 0;
     let mut bodies = Vec::new();
@@ -87,7 +87,7 @@ async fn concurrent_misses_of_known_tokens_of_one_subject_make_one_call() {
         .collect();
     let requests = fire(&h, tokens).await;
     within(hold.waiting_at_least(1)).await;
-    in_flight(&h, CONCURRENT).await;
+    all_joined(&h, CONCURRENT).await;
     hold.release();
     for request in requests {
         assert_eq!(within(request).await.unwrap().status, 200);

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -25,7 +26,13 @@ pub enum Role {
 #[error("the shared upstream call ended without a result")]
 pub struct Abandoned;
 
-type Slots<K, V> = Mutex<HashMap<K, watch::Receiver<Option<V>>>>;
+/// A work in flight: its result to come, and how many callers wait for it.
+struct Slot<V> {
+    result: watch::Receiver<Option<V>>,
+    callers: Arc<AtomicUsize>,
+}
+
+type Slots<K, V> = Mutex<HashMap<K, Slot<V>>>;
 
 /// The works in flight, by key.
 pub struct Flights<K, V> {
@@ -75,10 +82,17 @@ where
         let (mut receiver, role) = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             match slots.get(&key) {
-                Some(receiver) => (receiver.clone(), Role::Follower),
+                Some(slot) => {
+                    slot.callers.fetch_add(1, Ordering::Relaxed);
+                    (slot.result.clone(), Role::Follower)
+                }
                 None => {
                     let (sender, receiver) = watch::channel(None);
-                    slots.insert(key.clone(), receiver.clone());
+                    let slot = Slot {
+                        result: receiver.clone(),
+                        callers: Arc::new(AtomicUsize::new(1)),
+                    };
+                    slots.insert(key.clone(), slot);
                     let release = Release {
                         slots: Arc::clone(&self.slots),
                         key,
@@ -106,6 +120,16 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(key)
+    }
+
+    /// How many callers wait for works in flight, the starters included.
+    pub fn callers(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|slot| slot.callers.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// How many works are in flight.
@@ -151,6 +175,7 @@ mod tests {
         while calls.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
+        assert_eq!(flights.callers(), 8);
         gate.notify_one();
         let mut leaders = 0;
         for join in joins {
@@ -160,6 +185,7 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(leaders, 1);
+        assert_eq!(flights.callers(), 0, "nothing waits once the work is done");
         assert!(flights.is_empty());
     }
 

@@ -40,6 +40,9 @@ pub(crate) enum FlightKey {
 /// An upstream answer on the cached route, shareable by every request that waited for it.
 #[derive(Debug)]
 pub(crate) struct Fetched {
+    /// Set when the fill found the page already stored (another fill stored it meanwhile):
+    /// its freshness left and age, in whole seconds.
+    hit: Option<(i64, u64)>,
     upstream_latency: Option<std::time::Duration>,
     status: StatusCode,
     headers: HeaderMap,
@@ -63,6 +66,17 @@ impl std::fmt::Debug for FetchedBody {
             Self::Oversized(_) => f.write_str("Oversized"),
         }
     }
+}
+
+/// Where a fill's answer goes.
+struct Target {
+    /// The page it fetches.
+    key: CacheKey,
+    /// The purge epoch its request arrived in: no purge since, or the answer is not stored.
+    epoch: u64,
+    /// Whether a fresh page stored meanwhile may be served instead of calling the upstream
+    /// (not for a request that asked for `no-cache`).
+    reuse_fresh: bool,
 }
 
 /// What a fill may do with its answer, and what its requests fall back on.
@@ -152,7 +166,11 @@ pub(crate) async fn serve(
                 Arc::clone(live),
                 outbound,
                 token,
-                (key.clone(), epoch),
+                Target {
+                    key: key.clone(),
+                    epoch,
+                    reuse_fresh: true,
+                },
                 Fallback::Stale,
             );
             let proxy = Arc::clone(proxy);
@@ -197,7 +215,11 @@ pub(crate) async fn serve(
         Arc::clone(live),
         Outbound::from_client(live, parts, path, client)?,
         token,
-        (key, ctx.epoch),
+        Target {
+            key,
+            epoch: ctx.epoch,
+            reuse_fresh: !no_cache,
+        },
         fallback,
     )
     .instrument(tracing::Span::current());
@@ -222,6 +244,18 @@ pub(crate) async fn serve(
     {
         ctx.add_upstream_latency(latency);
     }
+    if let Some((ttl_secs, age_secs)) = fetched.hit {
+        ctx.cache = Some(match role {
+            Role::Follower => CacheStatus::Collapsed,
+            Role::Leader => CacheStatus::Hit { ttl_secs },
+        });
+        let mut response = fetched_response(&fetched)
+            .ok_or_else(|| ProxyError::Internal("a stored page has no body".into()))?;
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age_secs));
+        return Ok(response);
+    }
     ctx.cache = Some(match role {
         Role::Follower => CacheStatus::Collapsed,
         Role::Leader if present && (!known || no_cache) => CacheStatus::Request,
@@ -244,14 +278,19 @@ pub(crate) async fn serve(
 }
 
 /// The fill: one upstream call whose 200 answer, when the token may use the cache, is stored
-/// under `key` (unless a purge happened since `epoch`) and proves the token known-valid. Runs
-/// on its own task, so it completes even if the request that started it goes away.
+/// under the target's key (unless a purge happened since its epoch) and then proves the token
+/// known-valid. A fresh page stored since the request looked is served instead of a call.
+/// Runs on its own task, so it completes even if the request that started it goes away.
 async fn fill(
     proxy: Arc<Proxy>,
     live: Arc<Live>,
     outbound: Outbound,
     token: Token,
-    (key, epoch): (CacheKey, u64),
+    Target {
+        key,
+        epoch,
+        reuse_fresh,
+    }: Target,
     fallback: Fallback,
 ) -> FillOutcome {
     let storable = fallback != Fallback::None;
@@ -259,15 +298,27 @@ async fn fill(
         Fallback::Stale => Wait::No,
         Fallback::Store | Fallback::None => Wait::Yes,
     };
+    if storable
+        && reuse_fresh
+        && let Some(held) = stored_meanwhile(&proxy, &token, &key).await
+    {
+        return Ok(Arc::new(Fetched {
+            hit: Some((held.ttl_secs, held.age_secs)),
+            upstream_latency: None,
+            status: StatusCode::OK,
+            headers: held.page.headers.clone(),
+            body: FetchedBody::Whole(held.page.body.clone()),
+            stored: false,
+        }));
+    }
     let mut ctx = RequestContext::default();
     let budget = live.budgets.key_for(token.client_id.as_deref());
     let response = forward::call(&proxy, &live, &budget, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
 
     let now = epoch_seconds();
-    if parts.status.is_success() {
-        proxy.known.remember(&token, now).await;
-    } else if matches!(
+    let accepted = parts.status.is_success();
+    if matches!(
         parts.status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     ) {
@@ -280,7 +331,11 @@ async fn fill(
     let body = match buffered {
         Buffered::Complete(body) => body,
         Buffered::Partial(rest) => {
+            if accepted {
+                proxy.known.remember(&token, now).await;
+            }
             return Ok(Arc::new(Fetched {
+                hit: None,
                 upstream_latency: ctx.upstream_latency,
                 status: parts.status,
                 headers: parts.headers,
@@ -303,13 +358,30 @@ async fn fill(
         let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
         proxy.cache.store(key, page, epoch).await
     };
+    // Only now, with the page in place: a request that sees the token known-valid finds it.
+    if accepted {
+        proxy.known.remember(&token, now).await;
+    }
     Ok(Arc::new(Fetched {
+        hit: None,
         upstream_latency: ctx.upstream_latency,
         status: parts.status,
         headers: parts.headers,
         body: FetchedBody::Whole(body),
         stored,
     }))
+}
+
+/// A fresh page stored since the request looked (by a fill that ended just before this one
+/// started), if the token may have it.
+async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Option<HeldPage> {
+    if !proxy.known.is_known(token, epoch_seconds()).await {
+        return None;
+    }
+    match proxy.cache.lookup(key, Instant::now()).await {
+        Lookup::Fresh(held) => Some(held),
+        Lookup::Stale { .. } | Lookup::Missing => None,
+    }
 }
 
 fn hit_response(held: &HeldPage) -> Response<ProxyBody> {

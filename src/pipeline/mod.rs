@@ -136,6 +136,12 @@ impl Proxy {
         &self.cache
     }
 
+    /// Requests waiting for a shared upstream call of the cached route, the callers that
+    /// started one included.
+    pub fn waiting_on_upstream(&self) -> usize {
+        self.flights.callers()
+    }
+
     /// The metrics this proxy records into.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -131,7 +131,11 @@ impl Refusal {
     fn verdict(self) -> Verdict {
         match self {
             Self::Failed(reason) => Verdict::Unavailable(reason),
-            Self::TooSoon => invalid("unknown kid"),
+            // The kid may be a key rotated in a moment ago: let the upstream judge rather than
+            // refuse a genuine token.
+            Self::TooSoon => {
+                Verdict::Unavailable("unknown kid; keys were refetched moments ago".into())
+            }
         }
     }
 }
