@@ -123,3 +123,19 @@ async fn keys_are_discovered_from_the_issuer() {
     ));
     assert_eq!(h.list_calls(), 1);
 }
+
+#[tokio::test]
+async fn an_upstream_refusal_outweighs_a_good_signature() {
+    let h = verifying(false).await;
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
+    h.sim.deny("alice", DEMO_IMODEL_ID);
+    let other_page = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=5");
+    assert_eq!(h.get(&other_page, Some(&alice)).await.status, 403);
+    let after = h.get(&page(), Some(&alice)).await;
+    assert_eq!(
+        after.status, 403,
+        "the cached page is not served to a refused token"
+    );
+    assert!(!starts_with_hit(after.cache_status()));
+}

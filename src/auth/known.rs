@@ -42,10 +42,14 @@ impl Expiry<TokenHash, Duration> for UntilExpiry {
     }
 }
 
-/// The set of known-valid tokens, by keyed hash.
+/// The set of known-valid tokens, by keyed hash, and of tokens the upstream refused.
 #[derive(Clone)]
 pub struct KnownTokens {
     tokens: Cache<TokenHash, Duration>,
+    /// Refused by the upstream (401/403) since it last accepted them: local verification
+    /// must not make them known-valid again, or a token revoked upstream would keep its
+    /// cached pages until `exp`.
+    refused: Cache<TokenHash, Duration>,
 }
 
 impl std::fmt::Debug for KnownTokens {
@@ -58,11 +62,15 @@ impl std::fmt::Debug for KnownTokens {
 
 impl Default for KnownTokens {
     fn default() -> Self {
-        Self {
-            tokens: Cache::builder()
+        let cache = || {
+            Cache::builder()
                 .max_capacity(MAX_TOKENS)
                 .expire_after(UntilExpiry)
-                .build(),
+                .build()
+        };
+        Self {
+            tokens: cache(),
+            refused: cache(),
         }
     }
 }
@@ -71,27 +79,45 @@ impl KnownTokens {
     /// Remembers that the upstream accepted `token`, until its `exp` (`now` in epoch
     /// seconds) or [`MAX_REMEMBER`], whichever comes first.
     pub async fn remember(&self, token: &Token, now: u64) {
-        let lifetime = match token.expires_at {
-            Some(exp) if exp <= now => return,
-            Some(exp) => Duration::from_secs(exp - now).min(MAX_REMEMBER),
-            None => MAX_REMEMBER,
+        let Some(lifetime) = lifetime(token, now) else {
+            return;
         };
+        self.refused.invalidate(&token.hash).await;
         self.tokens.insert(token.hash, lifetime).await;
     }
 
-    /// Forgets `token`: the upstream refused it.
-    pub async fn forget(&self, hash: &TokenHash) {
-        self.tokens.invalidate(hash).await;
+    /// Forgets `token` and notes that the upstream refused it.
+    pub async fn forget(&self, token: &Token, now: u64) {
+        self.tokens.invalidate(&token.hash).await;
+        if let Some(lifetime) = lifetime(token, now) {
+            self.refused.insert(token.hash, lifetime).await;
+        }
     }
 
-    /// Forgets every token: the upstream that proved them changed.
+    /// Whether the upstream refused `token` since it last accepted it.
+    pub async fn was_refused(&self, token: &Token) -> bool {
+        self.refused.contains_key(&token.hash)
+    }
+
+    /// Forgets every token: the upstream or keys that proved them changed.
     pub fn forget_all(&self) {
         self.tokens.invalidate_all();
+        self.refused.invalidate_all();
     }
 
     /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
     pub async fn is_known(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.tokens.contains_key(&token.hash)
+    }
+}
+
+/// How long a token may be remembered at `now`: until its `exp`, at most [`MAX_REMEMBER`];
+/// `None` once it has expired.
+fn lifetime(token: &Token, now: u64) -> Option<Duration> {
+    match token.expires_at {
+        Some(exp) if exp <= now => None,
+        Some(exp) => Some(Duration::from_secs(exp - now).min(MAX_REMEMBER)),
+        None => Some(MAX_REMEMBER),
     }
 }
 
@@ -108,8 +134,14 @@ mod tests {
         assert!(!known.is_known(&token, 100).await);
         known.remember(&token, 100).await;
         assert!(known.is_known(&token, 100).await);
-        known.forget(&token.hash).await;
+        known.forget(&token, 100).await;
         assert!(!known.is_known(&token, 100).await);
+        assert!(known.was_refused(&token).await);
+        known.remember(&token, 100).await;
+        assert!(
+            !known.was_refused(&token).await,
+            "a later acceptance clears the refusal"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ const EXAMPLE_PROXY: &str = "http://127.0.0.1:8080";
 
 /// Runs a local simulator of the iTwin Export API.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]

@@ -184,6 +184,21 @@ mod tests {
     }
 
     #[test]
+    fn signing_keys_come_over_https_or_from_loopback() {
+        let keys = |url: &str| load_text(&format!("[auth]\njwks_url = \"{url}\"\n"), &[]);
+        assert!(keys("https://ims.example/keys").is_ok());
+        assert!(keys("http://127.0.0.1:9/keys").is_ok());
+        assert_eq!(
+            problems(keys("http://ims.example/keys"))[0].key,
+            "auth.jwks_url"
+        );
+        let issuer = |url: &str| load_text(&format!("[auth]\nissuer = \"{url}\"\n"), &[]);
+        assert!(issuer("https://ims.bentley.com").is_ok());
+        assert_eq!(problems(issuer("ims.example"))[0].key, "auth.issuer");
+        assert_eq!(problems(issuer("http://ims.example"))[0].key, "auth.issuer");
+    }
+
+    #[test]
     fn bundled_default_toml_equals_defaults() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
         assert_eq!(
@@ -260,6 +275,7 @@ mod tests {
                     "https://a.example, https://b.example",
                 ),
                 ("ITWIN_PROXY__AUTH__ACCEPTED_SCOPES", "one,two"),
+                ("ITWIN_PROXY__AUTH__JWKS_URL", "https://ims.example/keys"),
                 ("ITWIN_PROXY__AUTH__ISSUER", "true"),
                 ("ITWIN_PROXY__AUTH__AUDIENCE", "007"),
             ]),

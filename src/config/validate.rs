@@ -133,8 +133,14 @@ fn rate_limit(f: &RateLimitFile, p: &mut Problems) -> Option<RateLimitSettings> 
 fn auth(f: &AuthFile, p: &mut Problems) -> Option<AuthSettings> {
     let jwks_url = match f.jwks_url.as_str() {
         "" => Some(None),
-        url => p.check("auth.jwks_url", http_url(url)).map(Some),
+        url => p
+            .check("auth.jwks_url", http_url(url).and_then(key_source))
+            .map(Some),
     };
+    if f.jwks_url.is_empty() && !f.issuer.is_empty() {
+        // The keys are discovered under the issuer, so it must be a place to fetch from.
+        p.check("auth.issuer", http_url(&f.issuer).and_then(key_source));
+    }
     let accepted_scopes = p.check("auth.accepted_scopes", scopes(&f.accepted_scopes));
     if f.reject_unverified && f.jwks_url.is_empty() && f.issuer.is_empty() {
         let message = "needs auth.jwks_url or auth.issuer to verify tokens with";
@@ -225,6 +231,22 @@ fn http_url(text: &str) -> Result<Url, String> {
         return Err("the URL must not have a fragment".to_owned());
     }
     Ok(url)
+}
+
+/// A URL signing keys may be fetched from: https, or plain http only to a loopback host
+/// (anyone on the path of a plain-http fetch could slip in a key and forge tokens).
+fn key_source(url: Url) -> Result<Url, String> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() == "https" || loopback {
+        Ok(url)
+    } else {
+        Err("signing keys must come over https (plain http only from a loopback host)".into())
+    }
 }
 
 /// The longest duration any key accepts: longer ones are surely mistakes, and bounding them

@@ -322,7 +322,7 @@ async fn fill(
         parts.status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     ) {
-        proxy.known.forget(&token.hash).await;
+        proxy.known.forget(&token, now).await;
     }
 
     let limit = live.settings.upstream.max_rewrite_bytes;
@@ -431,7 +431,7 @@ fn encoded(headers: &HeaderMap) -> bool {
 }
 
 /// Seconds since the epoch, for comparing with token claims.
-fn epoch_seconds() -> u64 {
+pub(crate) fn epoch_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

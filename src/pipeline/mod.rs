@@ -274,7 +274,7 @@ impl Proxy {
         if let Some(token) = &token
             && matches!(response.status().as_u16(), 401 | 403)
         {
-            self.known.forget(&token.hash).await;
+            self.known.forget(token, cached::epoch_seconds()).await;
         }
         relay::relay(live, response, parts.method == Method::HEAD).await
     }

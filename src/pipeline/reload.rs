@@ -68,16 +68,16 @@ impl Proxy {
             // Keep the fetched signing keys rather than fetching them again.
             next.verifier.clone_from(&old.verifier);
         }
+        let same_judges = same_keys && before.upstream.base_url == after.upstream.base_url;
         let cache_emptied = before.server.public_base_url != after.server.public_base_url
             || before.upstream.base_url != after.upstream.base_url
             || before.upstream.link_origins != after.upstream.link_origins;
-        let upstream_changed = before.upstream.base_url != after.upstream.base_url;
         self.live.store(Arc::new(next));
         if cache_emptied {
             self.cache.purge(&Purge::All);
         }
-        if upstream_changed {
-            // Tokens were proven against the old upstream; the new one decides afresh.
+        if !same_judges {
+            // Tokens were proven against the old upstream or keys; the new ones decide afresh.
             self.known.forget_all();
         }
         Ok(Reloaded {
