@@ -110,7 +110,7 @@ impl Upstream {
     ) -> Result<Response<Incoming>, ProxyError> {
         match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
-            Ok(Err(error)) => Err(ProxyError::UpstreamUnavailable(describe(&error))),
+            Ok(Err(error)) => Err(ProxyError::UpstreamUnavailable(describe_error(&error))),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -143,7 +143,7 @@ pub fn pooled_client(
 }
 
 /// The error and its causes on one line, for the log.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -18,6 +18,7 @@ use url::Url;
 
 use super::keys::KeySet;
 use crate::body::ProxyBody;
+use crate::upstream::describe_error;
 
 /// Time allowed for one fetch, from sending the request to the end of the body.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,7 +179,7 @@ impl Fetcher {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| FetchError::Http(what.clone(), describe(&e)))?;
+                .map_err(|e| FetchError::Http(what.clone(), describe_error(&e)))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(FetchError::Status(what.clone(), status));
@@ -194,18 +195,6 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::Timeout(what.clone()))?
     }
-}
-
-/// The error and its causes on one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
