@@ -15,6 +15,7 @@ use std::path::Path;
 use config::{Config, Environment, FileFormat, Source};
 
 pub use settings::*;
+pub(crate) use validate::is_secure_or_loopback;
 
 /// Prefix of the environment variables that override keys: `ITWIN_PROXY__UPSTREAM__BASE_URL`.
 const ENV_PREFIX: &str = "ITWIN_PROXY";

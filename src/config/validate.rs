@@ -236,17 +236,22 @@ fn http_url(text: &str) -> Result<Url, String> {
 /// A URL signing keys may be fetched from: https, or plain http only to a loopback host
 /// (anyone on the path of a plain-http fetch could slip in a key and forge tokens).
 fn key_source(url: Url) -> Result<Url, String> {
+    if is_secure_or_loopback(&url) {
+        Ok(url)
+    } else {
+        Err("signing keys must come over https (plain http only from a loopback host)".into())
+    }
+}
+
+/// Whether `url` is https, or http to a loopback host: where signing keys may come from.
+pub(crate) fn is_secure_or_loopback(url: &Url) -> bool {
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         None => false,
     };
-    if url.scheme() == "https" || loopback {
-        Ok(url)
-    } else {
-        Err("signing keys must come over https (plain http only from a loopback host)".into())
-    }
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
 }
 
 /// The longest duration any key accepts: longer ones are surely mistakes, and bounding them

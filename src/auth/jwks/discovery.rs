@@ -18,6 +18,7 @@ use url::Url;
 
 use super::keys::KeySet;
 use crate::body::ProxyBody;
+use crate::config::is_secure_or_loopback;
 use crate::upstream::describe_error;
 
 /// Time allowed for one fetch, from sending the request to the end of the body.
@@ -42,8 +43,10 @@ pub(crate) enum FetchError {
     Body(String, String),
     #[error("{0}: not a JSON {1}")]
     Json(String, &'static str),
-    #[error("{0}: jwks_uri {1:?} is not an http(s) URL")]
+    #[error("{0}: jwks_uri {1:?} is not an https URL (or http on a loopback host)")]
     JwksUri(String, String),
+    #[error("{0}: names issuer {1:?}, not the configured one")]
+    Issuer(String, String),
     #[error("{0}: {1}")]
     KeySet(String, String),
 }
@@ -97,7 +100,7 @@ pub(crate) enum Location {
     /// The key set itself (`auth.jwks_url`).
     Jwks(Endpoint),
     /// The issuer's discovery document, naming the key set.
-    Discovery(Endpoint),
+    Discovery(Endpoint, String),
 }
 
 impl Location {
@@ -106,14 +109,14 @@ impl Location {
     pub(crate) fn discovery(issuer: &str) -> Result<Self, String> {
         let url = format!("{}{DISCOVERY_PATH}", issuer.trim_end_matches('/'));
         let url = Url::parse(&url).map_err(|e| e.to_string())?;
-        Endpoint::of(&url).map(Self::Discovery)
+        Endpoint::of(&url).map(|endpoint| Self::Discovery(endpoint, issuer.to_owned()))
     }
 
     /// Where it is, for logs.
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::Jwks(endpoint) => endpoint.describe(),
-            Self::Discovery(endpoint) => format!("discovery at {}", endpoint.describe()),
+            Self::Discovery(endpoint, _) => format!("discovery at {}", endpoint.describe()),
         }
     }
 }
@@ -121,6 +124,7 @@ impl Location {
 #[derive(Deserialize)]
 struct DiscoveryDocument {
     jwks_uri: String,
+    issuer: Option<String>,
 }
 
 /// Fetches the key set from a [`Location`].
@@ -147,15 +151,23 @@ impl Fetcher {
     pub(crate) async fn fetch(&self) -> Result<KeySet, FetchError> {
         let jwks = match &self.location {
             Location::Jwks(endpoint) => endpoint.clone(),
-            Location::Discovery(endpoint) => {
+            Location::Discovery(endpoint, issuer) => {
                 let body = self.get(endpoint).await?;
                 let what = endpoint.describe();
                 let document: DiscoveryDocument = serde_json::from_slice(&body)
                     .map_err(|_| FetchError::Json(what.clone(), "discovery document"))?;
+                // OpenID Connect Discovery 1.0, section 4.3: the document must name the
+                // issuer it was fetched for.
+                if let Some(named) = &document.issuer
+                    && named.trim_end_matches('/') != issuer.trim_end_matches('/')
+                {
+                    return Err(FetchError::Issuer(what, named.clone()));
+                }
                 Url::parse(&document.jwks_uri)
-                    .map_err(|e| e.to_string())
-                    .and_then(|url| Endpoint::of(&url))
-                    .map_err(|_| FetchError::JwksUri(what, document.jwks_uri))?
+                    .ok()
+                    .filter(is_secure_or_loopback)
+                    .and_then(|url| Endpoint::of(&url).ok())
+                    .ok_or(FetchError::JwksUri(what, document.jwks_uri))?
             }
         };
         let body = self.get(&jwks).await?;
@@ -216,7 +228,7 @@ mod tests {
 
     #[test]
     fn discovery_is_under_the_issuer() {
-        let Location::Discovery(endpoint) = Location::discovery("https://ims.example/").unwrap()
+        let Location::Discovery(endpoint, _) = Location::discovery("https://ims.example/").unwrap()
         else {
             panic!("not a discovery location");
         };
@@ -225,6 +237,15 @@ mod tests {
             "https://ims.example/.well-known/openid-configuration"
         );
         assert!(Location::discovery("ims.example").is_err());
+        assert!(is_secure_or_loopback(
+            &Url::parse("https://ims.example/k").unwrap()
+        ));
+        assert!(is_secure_or_loopback(
+            &Url::parse("http://127.0.0.1:9/k").unwrap()
+        ));
+        assert!(!is_secure_or_loopback(
+            &Url::parse("http://ims.example/k").unwrap()
+        ));
         assert!(Endpoint::of(&Url::parse("ftp://ims.example/keys").unwrap()).is_err());
     }
 }

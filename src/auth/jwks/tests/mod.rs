@@ -276,6 +276,23 @@ async fn keys_are_discovered_from_the_issuer() {
     assert!(format!("{verifier:?}").contains("openid-configuration"));
 }
 
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_is_refused() {
+    let sim = sim().await;
+    // The simulator names itself by IP; the same server reached as localhost is, to OpenID
+    // Connect Discovery, another issuer.
+    let elsewhere = sim.base_url().replace("127.0.0.1", "localhost");
+    let verifier = verifier_with(&settings(None, Some(&elsewhere), None), TIMING);
+    assert_unavailable(&verify(&verifier, &sim.rs256_token(&alice())).await);
+    let same = format!("{}/", sim.base_url());
+    let verifier = verifier_with(&settings(None, Some(&same), None), TIMING);
+    assert_eq!(
+        verify(&verifier, &sim.rs256_token(&alice())).await,
+        Verdict::Invalid("wrong iss".into()),
+        "a trailing slash still finds the keys; the token's iss is then compared exactly"
+    );
+}
+
 #[test]
 fn settings_decide_whether_and_where_to_verify() {
     let none = Verifier::new(&settings(None, None, None), Duration::from_secs(1), None);
