@@ -3,48 +3,61 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
 
-/// The number of requests in flight.
+/// The number of requests in flight (of a listener, or of one connection), and how many
+/// ever started.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    now: AtomicUsize,
+    started: AtomicU64,
+}
 
 impl InFlight {
     /// Counts one more request until the returned guard drops.
     pub fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.now.fetch_add(1, Ordering::SeqCst);
+        self.0.started.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(Arc::clone(&self.0))
     }
 
     /// Requests in flight now.
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.0.now.load(Ordering::SeqCst)
+    }
+
+    /// Requests started so far.
+    pub fn started(&self) -> u64 {
+        self.0.started.load(Ordering::SeqCst)
     }
 }
 
 /// Holds one request's place in the count.
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<AtomicUsize>);
+pub struct InFlightGuard(Arc<Counts>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// A response body that keeps its request counted until it is finished or dropped.
 #[derive(Debug)]
-pub struct Tracked<B> {
+pub struct Tracked<B, G = InFlightGuard> {
     inner: B,
-    _guard: InFlightGuard,
+    _guard: G,
 }
 
-impl<B> Tracked<B> {
-    /// Wraps `inner`, holding `guard` as long as it lives.
-    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+impl<B, G> Tracked<B, G> {
+    /// Wraps `inner`, holding `guard` (one or several counts) as long as it lives.
+    pub fn new(inner: B, guard: G) -> Self {
         Self {
             inner,
             _guard: guard,
@@ -52,7 +65,7 @@ impl<B> Tracked<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B: Body + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -85,5 +98,6 @@ mod tests {
         drop(body);
         drop(other);
         assert_eq!(in_flight.count(), 0);
+        assert_eq!(in_flight.started(), 2);
     }
 }

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -28,6 +27,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// the first request of any connection (so sockets that never send one are closed).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time a connection may stay open with no request in flight and none started.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Interval of h2 keep-alive pings, which also find dead h2 connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
@@ -38,6 +40,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time allowed for a request head to arrive (see [`DEFAULT_HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
+    /// Time a connection may sit with no request (see [`DEFAULT_IDLE_TIMEOUT`]); h2 clients
+    /// answer keep-alive pings, so without it an idle h2 connection would hold its place
+    /// forever.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +51,7 @@ impl Default for Limits {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -112,16 +119,15 @@ where
         }
         let handler = handler.clone();
         let in_flight = in_flight.clone();
-        let asked = Arc::new(AtomicBool::new(false));
+        let on_connection = InFlight::default();
         let service = service_fn({
-            let asked = Arc::clone(&asked);
+            let on_connection = on_connection.clone();
             move |request| {
-                asked.store(true, Ordering::Relaxed);
-                let guard = in_flight.enter();
+                let guards = (in_flight.enter(), on_connection.enter());
                 let response = handler(request, peer);
                 async move {
                     let response = response.await;
-                    Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+                    Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guards)))
                 }
             }
         });
@@ -129,12 +135,6 @@ where
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
-        let first_request_deadline = async move {
-            tokio::time::sleep(limits.header_read_timeout).await;
-            if asked.load(Ordering::Relaxed) {
-                std::future::pending::<()>().await;
-            }
-        };
         connections.spawn(async move {
             tokio::select! {
                 ended = watched => {
@@ -142,8 +142,8 @@ where
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
                 }
-                () = first_request_deadline => {
-                    tracing::debug!(%peer, "no request in time; connection closed");
+                () = unused(&on_connection, limits) => {
+                    tracing::debug!(%peer, "connection unused; closed");
                 }
             }
             drop(slot);
@@ -157,6 +157,24 @@ where
             connections.shutdown().await;
             Drained { cut }
         }
+    }
+}
+
+/// Resolves when a connection has gone unused: no request within the header-read timeout
+/// of opening it, or, later, none in flight and none started for a whole idle timeout.
+async fn unused(requests: &InFlight, limits: Limits) {
+    tokio::time::sleep(limits.header_read_timeout).await;
+    if requests.started() == 0 {
+        return;
+    }
+    let mut seen = requests.started();
+    loop {
+        tokio::time::sleep(limits.idle_timeout).await;
+        let started = requests.started();
+        if requests.count() == 0 && started == seen {
+            return;
+        }
+        seen = started;
     }
 }
 
@@ -202,6 +220,33 @@ mod tests {
                 .expect("closed by the proxy, not by the test's bound");
             assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn idle_h2_connections_are_closed() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = Request::get("http://x/")
+            .body(crate::body::empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        drop(response);
+        tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .expect("the proxy closed the idle connection")
+            .unwrap()
+            .ok();
     }
 
     #[tokio::test]

@@ -7,4 +7,7 @@ mod listener;
 
 pub use admin::handle as handle_admin;
 pub use inflight::{InFlight, InFlightGuard, Tracked};
-pub use listener::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Drained, Limits, serve};
+pub use listener::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Drained, Limits,
+    serve,
+};
