@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::Method;
 use itwin_proxy::sim::DEMO_IMODEL_ID;
 use support::{Harness, starts_with_hit};
 
@@ -64,8 +64,7 @@ async fn accept_and_prefer_are_part_of_the_key() {
     let h = Harness::start().await;
     let token = h.token("alice");
     h.get(&page(5, 0), Some(&token)).await;
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut headers = support::bearer(&token);
     headers.insert(
         "accept",
         "application/vnd.bentley.itwin-platform.v1+json"
@@ -102,8 +101,7 @@ async fn unknown_or_repeated_parameters_and_head_bypass_the_cache() {
         }
     }
     assert_eq!(h.list_calls(), 6, "every bypass went upstream");
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let headers = support::bearer(&token);
     let head = h
         .send(Method::HEAD, &page(5, 0), headers, Bytes::new())
         .await;
@@ -135,8 +133,7 @@ async fn no_cache_goes_upstream_and_refreshes_the_entry() {
     let h = Harness::start().await;
     let token = h.token("alice");
     h.get(&page(5, 0), Some(&token)).await;
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut headers = support::bearer(&token);
     headers.insert("cache-control", "no-cache".parse().unwrap());
     let answer = h
         .send(Method::GET, &page(5, 0), headers, Bytes::new())

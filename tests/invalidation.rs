@@ -18,8 +18,7 @@ fn list(imodel: &str) -> String {
 }
 
 fn auth(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut headers = support::bearer(token);
     headers.insert("content-type", "application/json".parse().unwrap());
     headers
 }

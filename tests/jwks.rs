@@ -139,3 +139,27 @@ async fn an_upstream_refusal_outweighs_a_good_signature() {
     );
     assert!(!starts_with_hit(after.cache_status()));
 }
+
+#[tokio::test]
+async fn new_verification_settings_forget_what_the_old_ones_proved() {
+    let h = verifying(false).await;
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    h.get(&page(), Some(&alice)).await;
+    assert!(starts_with_hit(
+        h.get(&page(), Some(&alice)).await.cache_status()
+    ));
+    let mut settings = support::settings_for(&h.sim);
+    settings.auth.jwks_url = Some(
+        format!("{}/.well-known/jwks.json", h.sim.base_url())
+            .parse()
+            .unwrap(),
+    );
+    settings.auth.audience = Some("another-api".into());
+    h.proxy.proxy().reload(settings).unwrap();
+    let after = h.get(&page(), Some(&alice)).await;
+    assert_eq!(
+        after.cache_status(),
+        "itwin-proxy; fwd=request",
+        "the token must prove itself again under the new audience"
+    );
+}

@@ -7,14 +7,8 @@ mod support;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure};
-use support::{Harness, within};
+use support::{Harness, bearer, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn auth(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    headers
-}
 
 /// Sends raw bytes to the proxy and returns the status line of its answer.
 async fn raw_status_line(h: &Harness, request: &str) -> String {
@@ -37,7 +31,7 @@ async fn a_post_body_passes_through_intact() {
     let body: String = (0..50_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let mut headers = auth(&h.token("alice"));
+    let mut headers = bearer(&h.token("alice"));
     headers.insert("content-type", "text/plain".parse().unwrap());
     let answer = h
         .send(
@@ -59,7 +53,7 @@ async fn a_post_body_passes_through_intact() {
 async fn creating_a_connection_passes_through() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    let mut headers = auth(&token);
+    let mut headers = bearer(&token);
     headers.insert("content-type", "application/json".parse().unwrap());
     let body = serde_json::json!({
         "iModelId": DEMO_IMODEL_ID, "displayName": "new", "authenticationType": "User"
@@ -84,7 +78,7 @@ async fn creating_a_connection_passes_through() {
 #[tokio::test]
 async fn hop_by_hop_request_headers_are_removed_and_forwarding_headers_added() {
     let h = Harness::start().await;
-    let mut headers = auth(&h.token("alice"));
+    let mut headers = bearer(&h.token("alice"));
     headers.insert("connection", "x-hop".parse().unwrap());
     headers.insert("x-hop", "secret".parse().unwrap());
     headers.insert("keep-alive", "timeout=5".parse().unwrap());
@@ -163,7 +157,7 @@ async fn runs_answer_with_a_rewritten_location() {
         .send(
             Method::POST,
             &format!("/export/connections/{id}/runs"),
-            auth(&token),
+            bearer(&token),
             Bytes::from_static(b"{}"),
         )
         .await;

@@ -9,4 +9,4 @@ mod token;
 pub use hash::{RandomUnavailable, TokenHash, TokenHasher};
 pub use jwks::{Verdict, Verifier, VerifierSetupError};
 pub use known::{KnownTokens, MAX_REMEMBER};
-pub use token::{Subject, Token, bearer_token};
+pub use token::{Subject, Token, bearer_token, epoch_now};

@@ -6,6 +6,7 @@
 //! a verified answer would be stored under.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +14,13 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 
 use super::hash::{TokenHash, TokenHasher};
+
+/// Seconds since the epoch, the unit of `exp` and `nbf`.
+pub fn epoch_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {

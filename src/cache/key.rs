@@ -98,8 +98,12 @@ impl CacheKey {
 
 /// All values of a header as one, so that two headers and one comma-joined header key alike.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let mut values = headers.get_all(name).iter();
+    let mut values = headers.get_all(name).iter().peekable();
     let first = values.next()?;
+    if values.peek().is_none() {
+        // The common case, on every request of the cached route: no allocation.
+        return Some(first.clone());
+    }
     let mut all = first.as_bytes().to_vec();
     for value in values {
         all.extend_from_slice(b", ");

@@ -8,7 +8,6 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -21,7 +20,7 @@ use super::authenticate::authenticate;
 use super::forward::{self, Outbound, Wait};
 use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
 use super::{Live, Proxy, RequestContext};
-use crate::auth::{Token, TokenHash, bearer_token};
+use crate::auth::{Token, TokenHash, bearer_token, epoch_now};
 use crate::body::{self, ProxyBody};
 use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
 use crate::error::ProxyError;
@@ -124,13 +123,12 @@ pub(crate) async fn serve(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::MissingAuthorization)?;
     let token = Token::parse(raw_token, &proxy.hasher);
-    let now = epoch_seconds();
+    let now = epoch_now();
     let usable =
         token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
     let known = authenticate(proxy, live, raw_token, &token, now).await? && usable;
     let no_cache = asks_no_cache(&parts.headers);
     let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
-    let token_client_id = token.client_id.clone();
 
     let lookup = match known && !no_cache {
         true => proxy.cache.lookup(&key, Instant::now()).await,
@@ -205,6 +203,7 @@ pub(crate) async fn serve(
     } else {
         FlightKey::Unverified(token.hash, key.clone(), ctx.epoch)
     };
+    let token_client_id = token.client_id.clone();
     let fallback = match (&stale, usable) {
         (Some(_), _) => Fallback::Stale,
         (None, true) => Fallback::Store,
@@ -316,7 +315,7 @@ async fn fill(
     let response = forward::call(&proxy, &live, &budget, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
 
-    let now = epoch_seconds();
+    let now = epoch_now();
     let accepted = parts.status.is_success();
     if matches!(
         parts.status,
@@ -375,7 +374,7 @@ async fn fill(
 /// A fresh page stored since the request looked (by a fill that ended just before this one
 /// started), if the token may have it.
 async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Option<HeldPage> {
-    if !proxy.known.is_known(token, epoch_seconds()).await {
+    if !proxy.known.is_known(token, epoch_now()).await {
         return None;
     }
     match proxy.cache.lookup(key, Instant::now()).await {
@@ -428,13 +427,6 @@ fn encoded(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"))
-}
-
-/// Seconds since the epoch, for comparing with token claims.
-pub(crate) fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -31,7 +31,9 @@ use tracing::{Instrument, field};
 pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
 pub use reload::Reloaded;
 
-use crate::auth::{KnownTokens, Token, TokenHasher, Verifier, VerifierSetupError, bearer_token};
+use crate::auth::{
+    KnownTokens, Token, TokenHasher, Verifier, VerifierSetupError, bearer_token, epoch_now,
+};
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
 use crate::config::Settings;
@@ -274,7 +276,7 @@ impl Proxy {
         if let Some(token) = &token
             && matches!(response.status().as_u16(), 401 | 403)
         {
-            self.known.forget(token, cached::epoch_seconds()).await;
+            self.known.forget(token, epoch_now()).await;
         }
         relay::relay(live, response, parts.method == Method::HEAD).await
     }

@@ -89,10 +89,7 @@ impl Harness {
 
     /// GET `path_and_query` on the proxy with an optional bearer token.
     pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> Answer {
-        let mut headers = HeaderMap::new();
-        if let Some(token) = token {
-            headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
+        let headers = token.map_or_else(HeaderMap::new, bearer);
         self.send(Method::GET, path_and_query, headers, Bytes::new())
             .await
     }
@@ -143,6 +140,13 @@ impl Harness {
     pub fn list_calls(&self) -> u64 {
         self.sim.count("GET", "/export/connections")
     }
+}
+
+/// Request headers carrying `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers
 }
 
 /// A plain HTTP/1.1 client.
