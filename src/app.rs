@@ -57,6 +57,10 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     let addr = local_addr(&listener, settings.server.listen)?;
     let admin_addr = local_addr(&admin_listener, settings.server.admin_listen)?;
     let grace = settings.server.shutdown_grace;
+    let limits = Limits {
+        header_read_timeout: settings.server.client_timeout,
+        ..Limits::default()
+    };
 
     let metrics = Arc::new(Metrics::default());
     let proxy = Arc::new(Proxy::new(
@@ -81,7 +85,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         stopped.clone(),
         grace,
         in_flight.clone(),
-        Limits::default(),
+        limits,
     ));
     let admin_handler = {
         let proxy = Arc::clone(&proxy);
@@ -93,7 +97,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         admin_stopped,
         ADMIN_GRACE,
         InFlight::default(),
-        Limits::default(),
+        limits,
     ));
     tracing::info!(%addr, %admin_addr, "itwin-proxy listening");
     Ok(RunningProxy {

@@ -18,6 +18,9 @@ pub enum ProxyError {
     /// The token failed local verification and `auth.reject_unverified` is on.
     #[error("The access token is not valid.")]
     InvalidToken,
+    /// An admin request without `server.admin_token` (as Bearer or Basic password).
+    #[error("The admin token is missing or wrong.")]
+    AdminTokenRequired,
     /// The request is malformed or would make the proxy an open proxy.
     #[error("{0}")]
     InvalidRequest(&'static str),
@@ -26,6 +29,12 @@ pub enum ProxyError {
     UriTooLong {
         /// The longest target accepted.
         max: usize,
+    },
+    /// The request body is larger than `server.max_request_body`.
+    #[error("The request body is larger than {max} bytes.")]
+    PayloadTooLarge {
+        /// The largest body accepted.
+        max: u64,
     },
     /// The outbound budget has no permit within the allowed wait.
     #[error("the upstream budget is spent; retry after {retry_after_secs} s")]
@@ -48,9 +57,12 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingAuthorization | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::MissingAuthorization | Self::InvalidToken | Self::AdminTokenRequired => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -63,8 +75,10 @@ impl ProxyError {
         match self {
             Self::MissingAuthorization => "HeaderNotFound",
             Self::InvalidToken => "InvalidToken",
+            Self::AdminTokenRequired => "Unauthorized",
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::UriTooLong { .. } => "UriTooLong",
+            Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::TooManyRequests { .. } => "TooManyRequests",
             Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
             Self::UpstreamTimeout => "UpstreamTimeout",

@@ -48,14 +48,15 @@ pub enum WriteOutcome<'a> {
 }
 
 impl Write {
-    /// The write a request is, if any (`path` without query, public prefix stripped). Path
-    /// words are matched ignoring ASCII case, and a trailing `/` is allowed, as servers of
-    /// this API accept both.
+    /// The write a request is, if any (`path` without query, public prefix stripped). The
+    /// path is read as a server may read it: repeated `/` as one, percent-encoded unreserved
+    /// characters decoded (`%63` is `c`), words ignoring ASCII case, a trailing `/` allowed.
     pub fn classify(method: &Method, path: &str) -> Option<Self> {
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return None;
         }
-        let rest = strip_prefix_ignore_case(path, "/export/connections")?;
+        let path = normalise(path);
+        let rest = strip_prefix_ignore_case(&path, "/export/connections")?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() {
             return Some(match *method {
@@ -84,6 +85,39 @@ impl Write {
             _ => Self::Other,
         })
     }
+}
+
+/// `path` with runs of `/` collapsed and percent-encoded unreserved characters (letters,
+/// digits, `-._~`) decoded: spellings that name the same resource (RFC 3986, section 6.2.2)
+/// on servers that merge slashes. Other escapes (`%2F`, `%20`) stay as they are.
+fn normalise(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'/' && out.ends_with('/') {
+            i += 1;
+            continue;
+        }
+        if b == b'%'
+            && let Some(decoded) = path
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .filter(|d| d.is_ascii_alphanumeric() || b"-._~".contains(d))
+        {
+            out.push(char::from(decoded));
+            i += 3;
+            continue;
+        }
+        // Multi-byte characters are copied whole, byte by byte via their char.
+        let Some(c) = path[i..].chars().next() else {
+            break;
+        };
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// `path` without `prefix`, compared ignoring ASCII case.
@@ -224,6 +258,24 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/export/connections"), None);
         assert_eq!(classify(&Method::GET, "/export/connections/c1"), None);
         assert_eq!(classify(&Method::POST, "/export/connectionsX"), None);
+        for spelling in [
+            "//export/connections",
+            "/export//connections/",
+            "/export/%63onnections",
+            "/%65xport/Connection%73",
+        ] {
+            assert_eq!(classify(&Method::POST, spelling), create, "{spelling}");
+        }
+        assert_eq!(
+            classify(&Method::POST, "/export/connections/c%31//runs"),
+            Some(Write::StartRun("c1".into()))
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/export/connections/a%2Fb"),
+            Some(Write::DeleteConnection("a/b".into())),
+            "an escaped slash stays inside the id"
+        );
+        assert_eq!(classify(&Method::POST, "/export/connection%2Fs"), None);
         assert_eq!(classify(&Method::POST, "/export/runs"), None);
         assert!(names_one_connection("/export/connections/c1"));
         assert!(!names_one_connection("/export/connections/c1/runs"));

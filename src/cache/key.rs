@@ -4,7 +4,9 @@
 //! only when its query holds exactly the parameters the upstream documents (`imodelId`, and
 //! optionally `$top` and `$skip`), each once, spelled exactly so after percent-decoding.
 //! Anything else is forwarded untouched. The key holds everything that can change the page:
-//! the subject, the decoded parameters, and the `Accept` and `Prefer` headers.
+//! the subject, the decoded parameters, and the `Accept` and `Prefer` headers as the upstream
+//! gets them (a header the request names in `Connection` is hop-by-hop and never sent, so it
+//! does not key either).
 
 use std::sync::Arc;
 
@@ -96,8 +98,12 @@ impl CacheKey {
     }
 }
 
-/// All values of a header as one, so that two headers and one comma-joined header key alike.
+/// All values of a header as one, so that two headers and one comma-joined header key alike;
+/// none when `Connection` names the header.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    if hop_by_hop(headers, name) {
+        return None;
+    }
     let mut values = headers.get_all(name).iter().peekable();
     let first = values.next()?;
     if values.peek().is_none() {
@@ -110,6 +116,16 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
         all.extend_from_slice(value.as_bytes());
     }
     HeaderValue::from_bytes(&all).ok()
+}
+
+/// Whether `Connection` lists `name`, so that the header is removed before forwarding.
+fn hop_by_hop(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
 #[cfg(test)]
@@ -158,6 +174,22 @@ mod tests {
         assert_ne!(accept, prefer);
         let other = CacheKey::new(Subject::Claim("bob".into()), query, &headers);
         assert_ne!(prefer, other);
+    }
+
+    #[test]
+    fn headers_named_in_connection_do_not_key() {
+        let query = parse("imodelId=m1").unwrap();
+        let subject = Subject::Claim("alice".into());
+        let plain = CacheKey::new(subject.clone(), query.clone(), &HeaderMap::new());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Accept"),
+        );
+        headers.insert("prefer", HeaderValue::from_static("return=minimal"));
+        headers.append(header::CONNECTION, HeaderValue::from_static("prefer"));
+        assert_eq!(CacheKey::new(subject, query, &headers), plain);
     }
 
     #[test]

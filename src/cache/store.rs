@@ -150,21 +150,28 @@ impl PageCache {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Evicts pages; fills in flight that started before stay unstored.
-    pub fn purge(&self, purge: &Purge) {
+    /// Evicts pages, and returns how many were held; fills in flight that started before
+    /// stay unstored.
+    pub fn purge(&self, purge: &Purge) -> u64 {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match purge {
-            Purge::All => self.pages.invalidate_all(),
+            Purge::All => {
+                let held = self.pages.iter().count() as u64;
+                self.pages.invalidate_all();
+                held
+            }
             Purge::IModel(imodel_id) => {
                 let imodel_id: Arc<str> = imodel_id.as_str().into();
-                let evicted = self.pages.invalidate_entries_if(move |key, _| {
-                    key.query.imodel_id.eq_ignore_ascii_case(&imodel_id)
-                });
+                let matches =
+                    move |key: &CacheKey| key.query.imodel_id.eq_ignore_ascii_case(&imodel_id);
+                let held = self.pages.iter().filter(|(key, _)| matches(key)).count() as u64;
+                let evicted = self.pages.invalidate_entries_if(move |key, _| matches(key));
                 if evicted.is_err() {
                     // Only possible without invalidation-closure support, which is enabled
                     // above; fall back to evicting everything rather than serving stale pages.
                     self.pages.invalidate_all();
                 }
+                held
             }
         }
     }

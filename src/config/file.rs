@@ -12,6 +12,10 @@ pub(crate) const DEFAULT_PUBLIC_BASE_URL: &str = "http://127.0.0.1:8080";
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default `server.shutdown_grace`.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: &str = "30s";
+/// Default `server.max_request_body` (10 MiB).
+pub(crate) const DEFAULT_MAX_REQUEST_BODY: u64 = 10 * 1024 * 1024;
+/// Default `server.client_timeout`.
+pub(crate) const DEFAULT_CLIENT_TIMEOUT: &str = "30s";
 /// Default `upstream.base_url`.
 pub(crate) const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.bentley.com";
 /// Default `upstream.connect_timeout`.
@@ -58,13 +62,16 @@ pub(crate) struct FileConfig {
     pub(crate) log: LogFile,
 }
 
-/// `[server]` as written.
+/// `[server]` as written; an empty `admin_token` means none.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ServerFile {
     pub(crate) listen: String,
     pub(crate) public_base_url: String,
     pub(crate) admin_listen: String,
     pub(crate) shutdown_grace: String,
+    pub(crate) admin_token: String,
+    pub(crate) max_request_body: u64,
+    pub(crate) client_timeout: String,
 }
 
 /// `[upstream]` as written; an empty `ca_file` means none.

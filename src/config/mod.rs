@@ -182,6 +182,28 @@ mod tests {
             ["itwin-platform", "export:read"]
         );
         assert_eq!(settings.log.format, LogFormat::Text);
+        assert_eq!(settings.server.admin_token, None);
+        assert_eq!(settings.server.max_request_body, 10_485_760);
+        assert_eq!(settings.server.client_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn connection_limits_and_admin_token_are_checked() {
+        let found = problems(load_text(
+            "[server]\nadmin_token = \"two words\"\nclient_timeout = \"0s\"\n",
+            &[],
+        ));
+        assert_eq!(
+            keys(&found),
+            ["server.admin_token", "server.client_timeout"]
+        );
+        let settings = load_text(
+            "[server]\nadmin_token = \"t0ken\"\nmax_request_body = 1024\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.server.admin_token.as_deref(), Some("t0ken"));
+        assert_eq!(settings.server.max_request_body, 1024);
     }
 
     #[test]

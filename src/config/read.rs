@@ -25,6 +25,9 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
         public_base_url: r.string("public_base_url", DEFAULT_PUBLIC_BASE_URL),
         admin_listen: r.string("admin_listen", DEFAULT_ADMIN_LISTEN),
         shutdown_grace: r.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        admin_token: r.string("admin_token", ""),
+        max_request_body: r.integer("max_request_body", DEFAULT_MAX_REQUEST_BODY),
+        client_timeout: r.duration("client_timeout", DEFAULT_CLIENT_TIMEOUT),
     };
     r.enter("upstream");
     let upstream = UpstreamFile {

@@ -15,8 +15,8 @@ const REDACTED: &str = "REDACTED";
 
 impl Settings {
     /// The effective config as TOML (every key, durations as humantime strings like "30s",
-    /// credentials inside URLs replaced by "REDACTED"), parseable back by `load` to equal
-    /// settings.
+    /// credentials inside URLs and `server.admin_token` replaced by "REDACTED"), parseable
+    /// back by `load` to equal settings but for those.
     pub fn to_toml(&self) -> String {
         toml::to_string(&self.to_file())
             .unwrap_or_else(|error| format!("# the configuration cannot be shown: {error}\n"))
@@ -31,6 +31,13 @@ impl Settings {
                 public_base_url: redacted(&server.public_base_url),
                 admin_listen: server.admin_listen.to_string(),
                 shutdown_grace: duration(server.shutdown_grace),
+                admin_token: server
+                    .admin_token
+                    .as_ref()
+                    .map(|_| REDACTED.to_owned())
+                    .unwrap_or_default(),
+                max_request_body: server.max_request_body,
+                client_timeout: duration(server.client_timeout),
             },
             upstream: UpstreamFile {
                 base_url: redacted(&upstream.base_url),
@@ -123,6 +130,8 @@ mod tests {
         settings.auth.jwks_url = Some(Url::parse("https://ims.example/keys").unwrap());
         settings.auth.reject_unverified = true;
         settings.log.format = LogFormat::Json;
+        settings.server.max_request_body = 1024;
+        settings.server.client_timeout = Duration::from_secs(5);
         let text = settings.to_toml();
         assert!(text.contains("ttl = \"1s 500ms\""), "{text}");
         assert_eq!(reload(&text), settings);
@@ -134,9 +143,12 @@ mod tests {
         let mut settings = Settings::default();
         settings.upstream.base_url = Url::parse("https://user:pw@host.example/api").unwrap();
         settings.auth.jwks_url = Some(Url::parse("https://token@ims.example/keys").unwrap());
+        settings.server.admin_token = Some("s3cret-admin".to_owned());
         let text = settings.to_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("admin_token = \"REDACTED\""), "{text}");
         assert!(
-            !text.contains("pw") && !text.contains("user") && !text.contains("token"),
+            !text.contains("pw") && !text.contains("user") && !text.contains("token@"),
             "{text}"
         );
         assert!(

@@ -39,6 +39,15 @@ pub struct ServerSettings {
     pub admin_listen: SocketAddr,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// When set, `/`, `/metrics` and `POST /purge` on the admin listener need it (Bearer, or
+    /// the password of HTTP Basic). Never printed.
+    pub admin_token: Option<String>,
+    /// Request bodies larger than this get 413 PayloadTooLarge.
+    pub max_request_body: u64,
+    /// How long a client may stall while sending a request head or body (then 408
+    /// RequestTimeout where it can still be answered), or while reading a response body
+    /// (then its connection is closed).
+    pub client_timeout: Duration,
 }
 
 /// `[upstream]`.

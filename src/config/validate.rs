@@ -65,11 +65,16 @@ fn server(f: &ServerFile, p: &mut Problems) -> Option<ServerSettings> {
     let public_base_url = p.check("server.public_base_url", http_url(&f.public_base_url));
     let admin_listen = p.check("server.admin_listen", socket_addr(&f.admin_listen));
     let shutdown_grace = p.check("server.shutdown_grace", duration(&f.shutdown_grace));
+    let admin_token = p.check("server.admin_token", admin_token(&f.admin_token));
+    let client_timeout = p.check("server.client_timeout", positive(&f.client_timeout));
     Some(ServerSettings {
         listen: listen?,
         public_base_url: public_base_url?,
         admin_listen: admin_listen?,
         shutdown_grace: shutdown_grace?,
+        admin_token: admin_token?,
+        max_request_body: f.max_request_body,
+        client_timeout: client_timeout?,
     })
 }
 
@@ -265,6 +270,18 @@ fn duration(text: &str) -> Result<Duration, String> {
         return Err(format!("must be at most 10 years, found {text:?}"));
     }
     Ok(parsed)
+}
+
+/// Empty means no token; otherwise it must fit in an `Authorization` header as given.
+fn admin_token(text: &str) -> Result<Option<String>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    match visible {
+        true => Ok(Some(text.to_owned())),
+        false => Err("must be visible ASCII characters without spaces".to_owned()),
+    }
 }
 
 fn positive(text: &str) -> Result<Duration, String> {

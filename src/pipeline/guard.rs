@@ -52,6 +52,20 @@ pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Refuses, before anything is sent upstream, a body whose `Content-Length` is over
+/// `server.max_request_body` (a streamed body is cut when it passes the limit instead).
+pub(crate) fn body_size(parts: &request::Parts, max: u64) -> Result<(), ProxyError> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max => Err(ProxyError::PayloadTooLarge { max }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a path segment is `.` or `..`, also percent-encoded: such a segment could climb out
 /// of the upstream's base path.
 fn is_dot_segment(segment: &str) -> bool {
@@ -143,6 +157,20 @@ mod tests {
         two.headers
             .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
         assert!(guard(&two).is_err());
+    }
+
+    #[test]
+    fn declared_bodies_over_the_limit_are_refused() {
+        let mut post = parts("/export/connections", Version::HTTP_11, Method::POST);
+        assert!(body_size(&post, 10).is_ok(), "no body");
+        post.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(body_size(&post, 10).is_ok());
+        post.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        let error = body_size(&post, 10).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error.code(), "PayloadTooLarge");
     }
 
     #[test]

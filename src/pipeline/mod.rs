@@ -133,6 +133,11 @@ impl Proxy {
         }
     }
 
+    /// The settings-derived state that requests starting now use.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
     /// The page cache.
     pub fn cache(&self) -> &PageCache {
         &self.cache
@@ -208,6 +213,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, body) = request.into_parts();
         guard(&parts)?;
+        guard::body_size(&parts, live.settings.server.max_request_body)?;
         let path = strip_prefix(&live.public_prefix, &parts)?;
         let on_cached_route = path.path() == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);

@@ -41,6 +41,10 @@ impl Proxy {
             before.server.shutdown_grace != after.server.shutdown_grace,
             "server.shutdown_grace",
         );
+        note(
+            before.server.client_timeout != after.server.client_timeout,
+            "server.client_timeout",
+        );
         note(before.cache.ttl != after.cache.ttl, "cache.ttl");
         note(
             before.cache.stale_if_error != after.cache.stale_if_error,

@@ -1,5 +1,5 @@
 //! The admin listener: liveness, readiness, metrics and cache purges, kept apart from client
-//! traffic.
+//! traffic. With `server.admin_token` set, everything but the probes needs the token.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 
+use super::admin_auth::is_authorized;
 use crate::body::{self, ProxyBody};
 use crate::cache::Purge;
 use crate::error::ProxyError;
@@ -19,6 +20,13 @@ pub async fn handle(
     proxy: Arc<Proxy>,
     draining: watch::Receiver<bool>,
 ) -> Response<ProxyBody> {
+    let path = request.uri().path();
+    if !matches!(path, "/healthz" | "/readyz")
+        && let Some(token) = &proxy.live().settings.server.admin_token
+        && !is_authorized(request.headers(), token)
+    {
+        return unauthorized(path == "/");
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") if *draining.borrow() => {
@@ -42,19 +50,33 @@ pub async fn handle(
         }
         (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
             Ok(purge) => {
-                proxy.cache().purge(&purge);
-                tracing::info!(?purge, "cache purged");
-                let purged = match purge {
-                    Purge::All => serde_json::json!({ "purged": "all" }),
-                    Purge::IModel(id) => serde_json::json!({ "purged": { "imodelId": id } }),
-                };
-                json(StatusCode::OK, purged.to_string())
+                let purged = proxy.cache().purge(&purge);
+                tracing::info!(?purge, purged, "cache purged");
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "purged": purged }).to_string(),
+                )
             }
             Err(error) => error.to_response(),
         },
         (_, "/purge") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The answer to an admin request without the admin token. The status page challenges for
+/// Basic, so that a browser asks for it (any user name, the token as password).
+fn unauthorized(status_page: bool) -> Response<ProxyBody> {
+    let mut response = ProxyError::AdminTokenRequired.to_response();
+    let challenge = match status_page {
+        true => "Basic realm=\"itwin-proxy admin\", charset=\"UTF-8\"",
+        false => "Bearer realm=\"itwin-proxy admin\"",
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 /// What `POST /purge[?imodelId=..]` evicts.

@@ -2,6 +2,7 @@
 //! accounting and graceful shutdown.
 
 mod admin;
+mod admin_auth;
 mod inflight;
 mod listener;
 
