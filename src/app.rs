@@ -64,7 +64,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
 
     let metrics = Arc::new(Metrics::default());
     let proxy = Arc::new(Proxy::new(
-        Live::new(settings)?,
+        Live::new(settings, &metrics)?,
         TokenHasher::random()?,
         metrics,
     ));
@@ -89,7 +89,15 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     ));
     let admin_handler = {
         let proxy = Arc::clone(&proxy);
-        move |request, _client| server::handle_admin(request, Arc::clone(&proxy), stopped.clone())
+        let in_flight = in_flight.clone();
+        move |request, _client| {
+            server::handle_admin(
+                request,
+                Arc::clone(&proxy),
+                stopped.clone(),
+                in_flight.clone(),
+            )
+        }
     };
     let admin = tokio::spawn(server::serve(
         admin_listener,

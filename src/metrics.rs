@@ -1,9 +1,10 @@
-//! Every metric the proxy exports, with its name and labels, in one place.
+//! Every metric the proxy exports, with its name and labels, in one place, and the two text
+//! formats `/metrics` writes them in.
 //!
 //! Labels are route templates and outcome classes, never raw paths, subjects or client ids,
 //! so the number of series stays small whatever the traffic.
 
-use http::Method;
+use http::{HeaderMap, Method, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,21 +34,181 @@ pub fn method_label(method: &Method) -> &'static str {
 /// Labels of `itwin_proxy_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// A route template such as `/export/connections`, or `other`.
+    /// A route template such as `/export/connections/{id}/runs`, or `other`.
     pub route: &'static str,
     /// The request method: a standard one, or `other`.
     pub method: &'static str,
     /// The response status code.
     pub status: u16,
-    /// `hit`, `miss`, `collapsed`, `stale`, `bypass`, or `none` on pass-through routes.
+    /// `hit`, `shared`, `miss`, `collapsed`, `stale`, `request`, `refused`, `bypass`, or
+    /// `none` on pass-through routes.
     pub cache: &'static str,
+}
+
+/// Labels of `itwin_proxy_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    route: &'static str,
+    cache: &'static str,
 }
 
 /// Labels of `itwin_proxy_upstream_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
-    /// The upstream's status code, or `error` when no answer came.
-    status: String,
+    /// The upstream's status code, or the class of failure when no answer came (`dns`,
+    /// `connect`, `tls`, `timeout`, `reset`).
+    status: UpstreamStatus,
+}
+
+/// The `status` label of an upstream call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum UpstreamStatus {
+    Code(u16),
+    Failed(&'static str),
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for UpstreamStatus {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        match self {
+            Self::Code(code) => code.encode(encoder),
+            Self::Failed(class) => class.encode(encoder),
+        }
+    }
+}
+
+/// Labels with one `result` (`ok` or `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Labels of `itwin_proxy_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Labels of `itwin_proxy_cache_evictions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    /// `size` (room for newer pages under `cache.max_bytes`), `expired` (past every window
+    /// it could be served in) or `purged` (a write, a purge, a reload).
+    reason: &'static str,
+}
+
+/// Why a page left the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Room was needed under `cache.max_bytes`.
+    Size,
+    /// It could no longer be served, not even stale.
+    Expired,
+    /// A write, a purge or a reload removed it.
+    Purged,
+}
+
+/// Counts pages leaving the cache; handed to the cache, which reports each eviction.
+#[derive(Debug, Clone, Default)]
+pub struct CacheEvictions(Family<EvictionLabels, Counter>);
+
+impl CacheEvictions {
+    /// Counts one page evicted for `why`.
+    pub fn record(&self, why: Eviction) {
+        let reason = match why {
+            Eviction::Size => "size",
+            Eviction::Expired => "expired",
+            Eviction::Purged => "purged",
+        };
+        self.0.get_or_create(&EvictionLabels { reason }).inc();
+    }
+}
+
+/// Counts fetches of the issuer's signing keys; handed to the token verifier.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFetches(Family<ResultLabels, Counter>);
+
+impl KeyFetches {
+    /// Counts one fetch, successful or not.
+    pub fn record(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.0.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
+/// The exposition formats `/metrics` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// The format a scraper asks for in `Accept`: OpenMetrics when it prefers it (as
+    /// Prometheus itself does), the 0.0.4 text format otherwise.
+    pub fn negotiate(headers: &HeaderMap) -> Self {
+        let mut open_metrics = 0.0_f32;
+        let mut text = 0.0_f32;
+        let ranges = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
+        for range in ranges {
+            let mut params = range.split(';').map(str::trim);
+            let media = params.next().unwrap_or_default().to_ascii_lowercase();
+            let mut q = 1.0_f32;
+            let mut version = None;
+            for param in params {
+                match param.split_once('=') {
+                    Some((name, value)) if name.trim().eq_ignore_ascii_case("q") => {
+                        q = value.trim().parse().unwrap_or(0.0);
+                    }
+                    Some((name, value)) if name.trim().eq_ignore_ascii_case("version") => {
+                        version = Some(value.trim().trim_matches('"').to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text"
+                    if version.as_deref().is_none_or(|v| v == "1.0.0") =>
+                {
+                    open_metrics = open_metrics.max(q);
+                }
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open_metrics > 0.0 && open_metrics >= text {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// What is read at scrape time rather than counted as it happens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    /// Pages held in the cache.
+    pub cache_entries: u64,
+    /// Bytes they weigh.
+    pub cache_bytes: u64,
+    /// Requests being answered now.
+    pub in_flight: u64,
 }
 
 /// The proxy's metrics and their registry.
@@ -55,31 +216,69 @@ struct UpstreamLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    request_duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
     upstream_requests: Family<UpstreamLabels, Counter>,
     upstream_duration: Histogram,
     cache_entries: Gauge,
     cache_bytes: Gauge,
+    cache_evictions: CacheEvictions,
     ratelimit_delayed: Counter,
     ratelimit_rejected: Counter,
+    ratelimit_queued: Gauge,
     upstream_retry_after: Counter,
+    key_fetches: KeyFetches,
+    resident_memory: Gauge,
+    open_fds: Gauge,
+}
+
+/// Histogram buckets for durations: 5 ms to about 41 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "itwin_proxy_build_info",
+            "Always 1; the version label names the running build",
+            build_info,
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "itwin_proxy_requests",
             "Requests answered, by route template, method, status and cache outcome",
             requests.clone(),
         );
+        let request_duration =
+            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "itwin_proxy_request_duration_seconds",
+            "Time from a request's arrival to its response head, by route and cache outcome",
+            request_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "itwin_proxy_requests_in_flight",
+            "Requests being answered now (until the last byte of their response)",
+            in_flight.clone(),
+        );
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "itwin_proxy_upstream_requests",
-            "Calls made to the upstream, by its status (or error)",
+            "Calls made to the upstream, by its status or the class of failure",
             upstream_requests.clone(),
         );
-        let upstream_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let upstream_duration = duration_histogram();
         registry.register(
             "itwin_proxy_upstream_request_duration_seconds",
             "Time from sending an upstream call to its response head",
@@ -97,6 +296,12 @@ impl Default for Metrics {
             "Bytes the cached pages weigh",
             cache_bytes.clone(),
         );
+        let cache_evictions = CacheEvictions::default();
+        registry.register(
+            "itwin_proxy_cache_evictions",
+            "Pages removed from the cache, by reason",
+            cache_evictions.0.clone(),
+        );
         let ratelimit_delayed = Counter::default();
         registry.register(
             "itwin_proxy_ratelimit_delayed",
@@ -109,37 +314,96 @@ impl Default for Metrics {
             "Requests answered 429 by the proxy because their budget had no permit in time",
             ratelimit_rejected.clone(),
         );
+        let ratelimit_queued = Gauge::default();
+        registry.register(
+            "itwin_proxy_ratelimit_queue_depth",
+            "Upstream calls waiting for a permit of their budget now",
+            ratelimit_queued.clone(),
+        );
         let upstream_retry_after = Counter::default();
         registry.register(
             "itwin_proxy_upstream_retry_after",
             "Upstream 429/503 answers that paused a budget",
             upstream_retry_after.clone(),
         );
+        let key_fetches = KeyFetches::default();
+        registry.register(
+            "itwin_proxy_signing_key_fetches",
+            "Fetches of the issuer's signing keys, by result",
+            key_fetches.0.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            resident_memory.clone(),
+        );
+        let open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors of the process",
+            open_fds.clone(),
+        );
         Self {
             registry,
             requests,
+            request_duration,
+            in_flight,
             upstream_requests,
             upstream_duration,
             cache_entries,
             cache_bytes,
+            cache_evictions,
             ratelimit_delayed,
             ratelimit_rejected,
+            ratelimit_queued,
             upstream_retry_after,
+            key_fetches,
+            resident_memory,
+            open_fds,
         }
     }
 }
 
+/// Holds one call's place in `itwin_proxy_ratelimit_queue_depth` until dropped.
+#[derive(Debug)]
+pub struct Queued<'m>(&'m Gauge);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
-    /// Counts one answered request.
-    pub fn record_request(&self, labels: RequestLabels) {
+    /// Counts one answered request and the time to its response head.
+    pub fn record_request(&self, labels: RequestLabels, seconds: f64) {
+        self.request_duration
+            .get_or_create(&DurationLabels {
+                route: labels.route,
+                cache: labels.cache,
+            })
+            .observe(seconds);
         self.requests.get_or_create(&labels).inc();
     }
 
-    /// Counts one upstream call: its status (None when it failed) and how long it took.
-    pub fn record_upstream(&self, status: Option<u16>, seconds: f64) {
-        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    /// Counts one upstream call that was answered with `status`, and how long it took.
+    pub fn record_upstream(&self, status: u16, seconds: f64) {
         self.upstream_requests
-            .get_or_create(&UpstreamLabels { status })
+            .get_or_create(&UpstreamLabels {
+                status: UpstreamStatus::Code(status),
+            })
+            .inc();
+        self.upstream_duration.observe(seconds);
+    }
+
+    /// Counts one upstream call that got no answer, by the class of its failure, and how long
+    /// it took to fail.
+    pub fn record_upstream_failure(&self, class: &'static str, seconds: f64) {
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels {
+                status: UpstreamStatus::Failed(class),
+            })
             .inc();
         self.upstream_duration.observe(seconds);
     }
@@ -154,28 +418,106 @@ impl Metrics {
         self.ratelimit_rejected.inc();
     }
 
+    /// Counts a call waiting for a permit until the returned guard drops.
+    pub fn queued(&self) -> Queued<'_> {
+        self.ratelimit_queued.inc();
+        Queued(&self.ratelimit_queued)
+    }
+
     /// Counts an upstream answer that paused a budget.
     pub fn record_upstream_retry_after(&self) {
         self.upstream_retry_after.inc();
     }
 
-    /// The Prometheus text exposition, with the cache gauges set to the given sizes.
-    pub fn render(&self, cache_entries: u64, cache_bytes: u64) -> String {
-        self.cache_entries
-            .set(i64::try_from(cache_entries).unwrap_or(i64::MAX));
-        self.cache_bytes
-            .set(i64::try_from(cache_bytes).unwrap_or(i64::MAX));
+    /// The counter the cache reports its evictions to.
+    pub fn cache_evictions(&self) -> CacheEvictions {
+        self.cache_evictions.clone()
+    }
+
+    /// The counter the token verifier reports its key fetches to.
+    pub fn key_fetches(&self) -> KeyFetches {
+        self.key_fetches.clone()
+    }
+
+    /// The exposition in `format`, with the gauges read at scrape time set from `now` and
+    /// from the process's own accounting.
+    pub fn render(&self, now: Snapshot, format: Format) -> String {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.cache_entries.set(gauge(now.cache_entries));
+        self.cache_bytes.set(gauge(now.cache_bytes));
+        self.in_flight.set(gauge(now.in_flight));
+        if let Some(bytes) = process::resident_memory_bytes() {
+            self.resident_memory.set(gauge(bytes));
+        }
+        if let Some(fds) = process::open_fds() {
+            self.open_fds.set(gauge(fds));
+        }
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
         }
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Prometheus => to_prometheus_text(&text),
+        }
+    }
+}
+
+/// The Prometheus 0.0.4 text of an OpenMetrics exposition. The two differ, for what this
+/// registry holds, in three ways: a 0.0.4 counter's family is named as its samples are (with
+/// `_total`), and 0.0.4 has no `# UNIT` and no `# EOF` line.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: Vec<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match descriptor {
+            Some((prefix, rest))
+                if counters.contains(&rest.split(' ').next().unwrap_or_default()) =>
+            {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                text.push_str(prefix);
+                text.push_str(name);
+                text.push_str("_total ");
+                text.push_str(tail);
+            }
+            _ => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// What the process takes of the machine, read from `/proc/self` (Linux); `None` elsewhere.
+mod process {
+    /// Resident memory, from `VmRSS` in `/proc/self/status`.
+    pub(super) fn resident_memory_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Open file descriptors, the entries of `/proc/self/fd`.
+    pub(super) fn open_fds() -> Option<u64> {
+        let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+        Some(entries.count() as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn method_labels_are_bounded() {
@@ -183,29 +525,110 @@ mod tests {
         assert_eq!(method_label(&Method::from_bytes(b"JUNK").unwrap()), "other");
     }
 
+    fn accepting(value: &'static str) -> Format {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+        Format::negotiate(&headers)
+    }
+
+    #[test]
+    fn the_format_follows_accept() {
+        assert_eq!(Format::negotiate(&HeaderMap::new()), Format::Prometheus);
+        assert_eq!(accepting("*/*"), Format::Prometheus);
+        assert_eq!(
+            accepting("application/openmetrics-text; version=1.0.0"),
+            Format::OpenMetrics
+        );
+        // What Prometheus sends.
+        assert_eq!(
+            accepting(
+                "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            accepting("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            accepting("application/openmetrics-text;version=0.0.1"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            accepting("application/openmetrics-text;q=0"),
+            Format::Prometheus
+        );
+    }
+
+    fn recorded() -> Metrics {
+        let metrics = Metrics::default();
+        metrics.record_request(
+            RequestLabels {
+                route: "/export/connections",
+                method: "GET",
+                status: 200,
+                cache: "hit",
+            },
+            0.002,
+        );
+        metrics.record_upstream(200, 0.01);
+        metrics.record_upstream_failure("connect", 0.01);
+        metrics.record_ratelimit_delayed();
+        metrics.cache_evictions().record(Eviction::Size);
+        metrics.key_fetches().record(true);
+        metrics
+    }
+
     #[test]
     fn every_contract_metric_is_exported() {
-        let metrics = Metrics::default();
-        metrics.record_request(RequestLabels {
-            route: "/export/connections",
-            method: "GET",
-            status: 200,
-            cache: "hit",
-        });
-        metrics.record_upstream(Some(200), 0.01);
-        metrics.record_ratelimit_delayed();
-        let text = metrics.render(3, 1024);
+        let snapshot = Snapshot {
+            cache_entries: 3,
+            cache_bytes: 1024,
+            in_flight: 2,
+        };
+        let text = recorded().render(snapshot, Format::Prometheus);
         for name in [
+            "itwin_proxy_build_info{version=\"",
             "itwin_proxy_requests_total{route=\"/export/connections\",method=\"GET\",status=\"200\",cache=\"hit\"} 1",
+            "itwin_proxy_request_duration_seconds_count{route=\"/export/connections\",cache=\"hit\"} 1",
+            "itwin_proxy_requests_in_flight 2",
             "itwin_proxy_upstream_requests_total{status=\"200\"} 1",
-            "itwin_proxy_upstream_request_duration_seconds_count 1",
+            "itwin_proxy_upstream_requests_total{status=\"connect\"} 1",
+            "itwin_proxy_upstream_request_duration_seconds_count 2",
             "itwin_proxy_cache_entries 3",
             "itwin_proxy_cache_bytes 1024",
+            "itwin_proxy_cache_evictions_total{reason=\"size\"} 1",
             "itwin_proxy_ratelimit_delayed_total 1",
             "itwin_proxy_ratelimit_rejected_total 0",
+            "itwin_proxy_ratelimit_queue_depth 0",
             "itwin_proxy_upstream_retry_after_total 0",
+            "itwin_proxy_signing_key_fetches_total{result=\"ok\"} 1",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn counters_are_named_as_their_samples_in_the_text_format() {
+        let metrics = recorded();
+        let text = metrics.render(Snapshot::default(), Format::Prometheus);
+        assert!(text.contains("# TYPE itwin_proxy_requests_total counter\n"));
+        assert!(text.contains("# HELP itwin_proxy_requests_total Requests answered"));
+        assert!(text.contains("# TYPE itwin_proxy_cache_entries gauge\n"));
+        assert!(!text.contains("# EOF"));
+        let open = metrics.render(Snapshot::default(), Format::OpenMetrics);
+        assert!(open.contains("# TYPE itwin_proxy_requests counter\n"));
+        assert!(open.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_queued_call_counts_until_it_leaves() {
+        let metrics = Metrics::default();
+        let queued = metrics.queued();
+        assert_eq!(metrics.ratelimit_queued.get(), 1);
+        drop(queued);
+        assert_eq!(metrics.ratelimit_queued.get(), 0);
     }
 }

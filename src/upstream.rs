@@ -107,11 +107,102 @@ impl Upstream {
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Incoming>, UpstreamFailure> {
         match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout),
-            Ok(Err(error)) => Err(ProxyError::UpstreamUnavailable(describe_error(&error))),
+            Err(_) => Err(UpstreamFailure {
+                class: FailureClass::Timeout,
+                detail: "no response head within upstream.request_timeout".into(),
+            }),
+            Ok(Err(error)) => Err(UpstreamFailure {
+                class: FailureClass::of(&error),
+                detail: describe_error(&error),
+            }),
             Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// Why an upstream call got no answer: the `status` label of
+/// `itwin_proxy_upstream_requests_total` when no status came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The upstream's name did not resolve.
+    Dns,
+    /// No TCP connection could be made (refused, unreachable, connect timeout).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No response head within `upstream.request_timeout`.
+    Timeout,
+    /// The connection was made but broke off before a response head came.
+    Reset,
+}
+
+impl FailureClass {
+    /// The class of a client error: connection set-up failures by what failed, everything
+    /// after the connection was made a reset.
+    fn of(error: &hyper_util::client::legacy::Error) -> Self {
+        if !error.is_connect() {
+            return Self::Reset;
+        }
+        Self::of_connect_failure(error)
+    }
+
+    /// The class of a failure to set up a connection, from its chain of causes.
+    fn of_connect_failure(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(error);
+        while let Some(current) = cause {
+            if is_tls(current) {
+                return Self::Tls;
+            }
+            // hyper-util's connector names resolution failures so; its type is private.
+            if current.to_string() == "dns error" {
+                return Self::Dns;
+            }
+            cause = current.source();
+        }
+        Self::Connect
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// Whether `error` is rustls's, possibly inside io::Errors (whose inner error is not their
+/// `source`).
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    error
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| is_tls(inner))
+}
+
+/// An upstream call that got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct UpstreamFailure {
+    /// What kind of failure.
+    pub class: FailureClass,
+    /// The error and its causes, for the log.
+    pub detail: String,
+}
+
+impl From<UpstreamFailure> for ProxyError {
+    fn from(failure: UpstreamFailure) -> Self {
+        match failure.class {
+            FailureClass::Timeout => Self::UpstreamTimeout,
+            class => Self::UpstreamUnavailable(format!("{}: {}", class.label(), failure.detail)),
         }
     }
 }
@@ -225,10 +316,62 @@ mod tests {
         let upstream = Upstream::new(&settings(&format!("http://{addr}"))).unwrap();
         let uri = upstream.uri_for(&PathAndQuery::from_static("/")).unwrap();
         let request = Request::get(uri).body(crate::body::empty()).unwrap();
-        let error = upstream.send(request).await.unwrap_err();
+        let failure = upstream.send(request).await.unwrap_err();
+        assert_eq!(failure.class, FailureClass::Connect, "{failure}");
         assert!(
-            matches!(error, ProxyError::UpstreamUnavailable(_)),
-            "{error:?}"
+            matches!(
+                ProxyError::from(failure),
+                ProxyError::UpstreamUnavailable(_)
+            ),
+            "a connection failure is a 502"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Named(
+        &'static str,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    );
+
+    impl std::fmt::Display for Named {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Named {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn connect_failures_are_classified_by_their_causes() {
+        let dns = Named(
+            "client error (Connect)",
+            Some(Box::new(Named("dns error", None))),
+        );
+        assert_eq!(FailureClass::of_connect_failure(&dns), FailureClass::Dns);
+        let tls = Named(
+            "client error (Connect)",
+            Some(Box::new(std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            )))),
+        );
+        assert_eq!(FailureClass::of_connect_failure(&tls), FailureClass::Tls);
+        let refused = Named(
+            "client error (Connect)",
+            Some(Box::new(Named(
+                "tcp connect error",
+                Some(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            FailureClass::of_connect_failure(&refused),
+            FailureClass::Connect
         );
     }
 

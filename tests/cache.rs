@@ -161,7 +161,7 @@ async fn hits_and_misses_are_counted_in_metrics() {
     for line in [
         r#"itwin_proxy_requests_total{route="/export/connections",method="GET",status="200",cache="hit"} 1"#,
         r#"itwin_proxy_requests_total{route="/export/connections",method="GET",status="200",cache="miss"} 1"#,
-        r#"itwin_proxy_requests_total{route="other",method="GET",status="404",cache="none"} 1"#,
+        r#"itwin_proxy_requests_total{route="/export/connections/{id}",method="GET",status="404",cache="none"} 1"#,
         r#"itwin_proxy_upstream_requests_total{status="200"} 1"#,
         "itwin_proxy_cache_entries 1",
     ] {

@@ -56,7 +56,8 @@ impl CacheStatus {
         match self {
             Self::Hit { .. } => "hit",
             Self::Stale { .. } => "stale",
-            Self::Miss { .. } | Self::Request => "miss",
+            Self::Miss { .. } => "miss",
+            Self::Request => "request",
             Self::Collapsed => "collapsed",
             Self::Bypass => "bypass",
         }
@@ -89,6 +90,6 @@ mod tests {
             CacheStatus::Bypass.header_value(),
             "itwin-proxy; fwd=bypass"
         );
-        assert_eq!(CacheStatus::Request.label(), "miss");
+        assert_eq!(CacheStatus::Request.label(), "request");
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, header};
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
 use super::key::CacheKey;
 use crate::config::CacheSettings;
+use crate::metrics::{CacheEvictions, Eviction};
 
 /// The response headers worth replaying from a stored page; the rest describe one exchange
 /// (dates, correlation ids, cookies) and are not kept.
@@ -121,12 +123,26 @@ impl std::fmt::Debug for PageCache {
 }
 
 impl PageCache {
-    /// An empty cache bounded by `settings.max_bytes`. Pages are kept past `ttl` for as long
-    /// as they may still be served stale.
+    /// An empty cache bounded by `settings.max_bytes`, its evictions counted nowhere.
     pub fn new(settings: &CacheSettings) -> Self {
+        Self::with_evictions(settings, CacheEvictions::default())
+    }
+
+    /// An empty cache bounded by `settings.max_bytes`, counting its evictions in
+    /// `evictions`. Pages are kept past `ttl` for as long as they may still be served stale.
+    pub fn with_evictions(settings: &CacheSettings, evictions: CacheEvictions) -> Self {
         let stale = settings.stale_if_error.max(settings.stale_while_revalidate);
         let keep = settings.ttl.saturating_add(stale);
         let pages = Cache::builder()
+            .eviction_listener(move |_key, _page, cause| {
+                let why = match cause {
+                    RemovalCause::Size => Eviction::Size,
+                    RemovalCause::Expired => Eviction::Expired,
+                    RemovalCause::Explicit => Eviction::Purged,
+                    RemovalCause::Replaced => return,
+                };
+                evictions.record(why);
+            })
             .max_capacity(settings.max_bytes)
             .weigher(|key: &CacheKey, page: &Arc<CachedPage>| {
                 u32::try_from(key.weight() + page.weight()).unwrap_or(u32::MAX)

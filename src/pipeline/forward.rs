@@ -121,11 +121,20 @@ pub(crate) async fn call(
         let result = live.upstream.send(request).await;
         let latency = started.elapsed();
         ctx.add_upstream_latency(latency);
-        proxy.metrics.record_upstream(
-            result.as_ref().ok().map(|r| r.status().as_u16()),
-            latency.as_secs_f64(),
-        );
-        let response = result?;
+        let response = match result {
+            Ok(response) => {
+                proxy
+                    .metrics
+                    .record_upstream(response.status().as_u16(), latency.as_secs_f64());
+                response
+            }
+            Err(failure) => {
+                proxy
+                    .metrics
+                    .record_upstream_failure(failure.class.label(), latency.as_secs_f64());
+                return Err(failure.into());
+            }
+        };
         let pause = live.budgets.observe_response(
             budget,
             response.status(),
@@ -159,7 +168,10 @@ async fn admit(
     wait: Wait,
 ) -> Result<(), ProxyError> {
     let admission = match wait {
-        Wait::Yes => live.budgets.acquire(budget).await,
+        Wait::Yes => {
+            let _queued = proxy.metrics.queued();
+            live.budgets.acquire(budget).await
+        }
         Wait::No => live.budgets.try_acquire(budget),
     };
     match admission {

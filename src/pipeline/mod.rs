@@ -28,7 +28,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-pub use context::{CONNECTIONS_ROUTE, OTHER_ROUTE, RequestContext};
+pub use context::{
+    CONNECTION_ROUTE, CONNECTIONS_ROUTE, OTHER_ROUTE, RUN_ROUTE, RUNS_ROUTE, RequestContext,
+    route_template,
+};
 pub use reload::Reloaded;
 
 use crate::auth::{
@@ -75,13 +78,14 @@ pub struct Live {
 }
 
 impl Live {
-    /// Builds the per-settings state.
-    pub fn new(settings: Settings) -> Result<Self, LiveSetupError> {
+    /// Builds the per-settings state; key fetches are counted in `metrics`.
+    pub fn new(settings: Settings, metrics: &Metrics) -> Result<Self, LiveSetupError> {
         let upstream = Upstream::new(&settings.upstream)?;
         let verifier = Verifier::new(
             &settings.auth,
             settings.upstream.connect_timeout,
             settings.upstream.ca_file.as_deref(),
+            metrics.key_fetches(),
         )?
         .map(Arc::new);
         let mut origins = vec![settings.upstream.base_url.clone()];
@@ -121,7 +125,7 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy for `live`, recording into `metrics`.
     pub fn new(live: Live, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
-        let cache = PageCache::new(&live.settings.cache);
+        let cache = PageCache::with_evictions(&live.settings.cache, metrics.cache_evictions());
         Self {
             live: ArcSwap::from_pointee(live),
             cache,
@@ -215,16 +219,16 @@ impl Proxy {
         guard(&parts)?;
         guard::body_size(&parts, live.settings.server.max_request_body)?;
         let path = strip_prefix(&live.public_prefix, &parts)?;
-        let on_cached_route = path.path() == CONNECTIONS_ROUTE
+        ctx.route = route_template(path.path());
+        ctx.cached_route = ctx.route == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);
-        if !on_cached_route {
+        if !ctx.cached_route {
             let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
             let relayed = self.pass_through(live, &parts, outbound, body, ctx).await;
             self.invalidate(&parts.method, path.path(), relayed.as_ref().ok())
                 .await;
             return Ok(relayed?.response);
         }
-        ctx.route = CONNECTIONS_ROUTE;
         if bearer_token(&parts.headers).is_none() {
             return Err(ProxyError::MissingAuthorization);
         }
@@ -297,12 +301,16 @@ impl Proxy {
         started: Instant,
     ) {
         let status = response.status().as_u16();
-        self.metrics.record_request(RequestLabels {
-            route: ctx.route,
-            method: method_label(method),
-            status,
-            cache: ctx.cache_label(),
-        });
+        let elapsed = started.elapsed();
+        self.metrics.record_request(
+            RequestLabels {
+                route: ctx.route,
+                method: method_label(method),
+                status,
+                cache: ctx.cache_label(),
+            },
+            elapsed.as_secs_f64(),
+        );
         span.record("http.route", ctx.route);
         span.record("http.status", status);
         if let Some(status) = ctx.cache {
@@ -313,7 +321,7 @@ impl Proxy {
         }
         span.in_scope(|| {
             tracing::info!(
-                duration_ms = started.elapsed().as_millis() as u64,
+                duration_ms = elapsed.as_millis() as u64,
                 "request completed"
             );
         });

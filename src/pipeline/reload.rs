@@ -23,7 +23,7 @@ impl Proxy {
     /// Applies `settings` to every request that starts from now on.
     pub fn reload(&self, settings: Settings) -> Result<Reloaded, LiveSetupError> {
         let old = self.live.load_full();
-        let mut next = Live::new(settings)?;
+        let mut next = Live::new(settings, &self.metrics)?;
         let (before, after) = (&old.settings, &next.settings);
 
         let mut needs_restart = Vec::new();

@@ -12,13 +12,17 @@ use super::admin_auth::is_authorized;
 use crate::body::{self, ProxyBody};
 use crate::cache::Purge;
 use crate::error::ProxyError;
+use crate::metrics::{Format, Snapshot};
 use crate::pipeline::Proxy;
+use crate::server::InFlight;
 
-/// Answers one admin request. `draining` is true once shutdown began.
+/// Answers one admin request. `draining` is true once shutdown began; `in_flight` counts the
+/// proxy listener's requests.
 pub async fn handle(
     request: Request<Incoming>,
     proxy: Arc<Proxy>,
     draining: watch::Receiver<bool>,
+    in_flight: InFlight,
 ) -> Response<ProxyBody> {
     let path = request.uri().path();
     if !matches!(path, "/healthz" | "/readyz")
@@ -34,19 +38,16 @@ pub async fn handle(
         }
         (&Method::GET, "/readyz") => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/metrics") => {
+            let format = Format::negotiate(request.headers());
             let cache = proxy.cache();
             cache.settle().await;
-            let mut response = text(
-                StatusCode::OK,
-                proxy
-                    .metrics()
-                    .render(cache.entry_count(), cache.weighted_size()),
-            );
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
+            let now = Snapshot {
+                cache_entries: cache.entry_count(),
+                cache_bytes: cache.weighted_size(),
+                in_flight: in_flight.count() as u64,
+            };
+            let body = proxy.metrics().render(now, format);
+            respond(StatusCode::OK, format.content_type(), body.into())
         }
         (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
             Ok(purge) => {

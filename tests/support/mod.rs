@@ -2,6 +2,8 @@
 //! HTTP client to talk to them.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod prometheus;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use self::discovery::{Endpoint, Fetcher, Location};
 use self::keys::{ACCEPTED_ALGORITHMS, Key, KeySet};
 use crate::config::AuthSettings;
+use crate::metrics::KeyFetches;
 use crate::upstream::{UpstreamSetupError, pooled_client};
 
 /// Age after which the key set is refreshed.
@@ -94,6 +95,8 @@ struct Inner {
     /// The claim checks shared by every token; the algorithm is set per token.
     validation: Validation,
     timing: Timing,
+    /// Where fetch results are counted.
+    fetch_results: KeyFetches,
     keys: ArcSwapOption<Cached>,
     /// Held while a fetch runs, so there is only ever one.
     fetches: Arc<Mutex<FetchLog>>,
@@ -175,14 +178,16 @@ impl Verifier {
         settings: &AuthSettings,
         connect_timeout: Duration,
         ca_file: Option<&Path>,
+        fetches: KeyFetches,
     ) -> Result<Option<Self>, VerifierSetupError> {
-        Self::with_timing(settings, connect_timeout, ca_file, TIMING)
+        Self::with_timing(settings, connect_timeout, ca_file, fetches, TIMING)
     }
 
     fn with_timing(
         settings: &AuthSettings,
         connect_timeout: Duration,
         ca_file: Option<&Path>,
+        fetches: KeyFetches,
         timing: Timing,
     ) -> Result<Option<Self>, VerifierSetupError> {
         let issuer = settings.issuer.as_deref().filter(|i| !i.is_empty());
@@ -202,6 +207,7 @@ impl Verifier {
                 fetcher: Fetcher::new(client, location),
                 validation: validation(issuer, audience),
                 timing,
+                fetch_results: fetches,
                 keys: ArcSwapOption::empty(),
                 fetches: Arc::new(Mutex::new(FetchLog::default())),
             }),
@@ -290,7 +296,9 @@ impl Inner {
             log.kid_refetch_at = Some(now);
         }
         let source = self.fetcher.location().describe();
-        match self.fetcher.fetch().await {
+        let fetched = self.fetcher.fetch().await;
+        self.fetch_results.record(fetched.is_ok());
+        match fetched {
             Ok(set) => {
                 log.generation += 1;
                 log.failure = None;

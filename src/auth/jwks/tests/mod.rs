@@ -28,7 +28,13 @@ fn settings(jwks_url: Option<&str>, issuer: Option<&str>, audience: Option<&str>
 }
 
 fn verifier_with(settings: &AuthSettings, timing: Timing) -> Verifier {
-    let verifier = Verifier::with_timing(settings, Duration::from_secs(2), None, timing);
+    let verifier = Verifier::with_timing(
+        settings,
+        Duration::from_secs(2),
+        None,
+        KeyFetches::default(),
+        timing,
+    );
     verifier.unwrap().unwrap()
 }
 
@@ -295,12 +301,18 @@ async fn a_discovery_document_for_another_issuer_is_refused() {
 
 #[test]
 fn settings_decide_whether_and_where_to_verify() {
-    let none = Verifier::new(&settings(None, None, None), Duration::from_secs(1), None);
+    let none = Verifier::new(
+        &settings(None, None, None),
+        Duration::from_secs(1),
+        None,
+        KeyFetches::default(),
+    );
     assert!(none.unwrap().is_none());
     let not_a_url = Verifier::new(
         &settings(None, Some("ims"), None),
         Duration::from_secs(1),
         None,
+        KeyFetches::default(),
     );
     assert!(matches!(not_a_url, Err(VerifierSetupError::Issuer(_))));
     let secret = settings(
@@ -308,7 +320,8 @@ fn settings_decide_whether_and_where_to_verify() {
         Some("ims"),
         None,
     );
-    let verifier = Verifier::new(&secret, Duration::from_secs(1), None).unwrap();
+    let verifier =
+        Verifier::new(&secret, Duration::from_secs(1), None, KeyFetches::default()).unwrap();
     let shown = format!("{:?}", verifier.unwrap());
     assert!(
         shown.contains("https://ims.example/keys") && !shown.contains("hunter2"),
