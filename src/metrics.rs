@@ -230,6 +230,9 @@ pub struct Metrics {
     key_fetches: KeyFetches,
     resident_memory: Gauge,
     open_fds: Gauge,
+    cluster_up: Gauge,
+    cluster_errors: Counter,
+    cluster_call_duration: Histogram,
 }
 
 /// Histogram buckets for durations: 5 ms to about 41 s.
@@ -344,6 +347,24 @@ impl Default for Metrics {
             "Open file descriptors of the process",
             open_fds.clone(),
         );
+        let cluster_up = Gauge::default();
+        registry.register(
+            "itwin_proxy_cluster_up",
+            "1 while the cluster's Redis answers, else 0 (also 0 without a cluster)",
+            cluster_up.clone(),
+        );
+        let cluster_errors = Counter::default();
+        registry.register(
+            "itwin_proxy_cluster_errors",
+            "Redis calls that failed or took longer than cluster.timeout",
+            cluster_errors.clone(),
+        );
+        let cluster_call_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 14));
+        registry.register(
+            "itwin_proxy_cluster_call_duration_seconds",
+            "Time of each Redis call, failed ones included",
+            cluster_call_duration.clone(),
+        );
         Self {
             registry,
             requests,
@@ -361,6 +382,9 @@ impl Default for Metrics {
             key_fetches,
             resident_memory,
             open_fds,
+            cluster_up,
+            cluster_errors,
+            cluster_call_duration,
         }
     }
 }
@@ -437,6 +461,19 @@ impl Metrics {
     /// The counter the token verifier reports its key fetches to.
     pub fn key_fetches(&self) -> KeyFetches {
         self.key_fetches.clone()
+    }
+
+    /// Sets whether the cluster's Redis answers.
+    pub fn set_cluster_up(&self, up: bool) {
+        self.cluster_up.set(i64::from(up));
+    }
+
+    /// Records one Redis call: how long it took and whether it failed.
+    pub fn record_cluster_call(&self, seconds: f64, failed: bool) {
+        self.cluster_call_duration.observe(seconds);
+        if failed {
+            self.cluster_errors.inc();
+        }
     }
 
     /// The exposition in `format`, with the gauges read at scrape time set from `now` and
@@ -576,6 +613,8 @@ mod tests {
         metrics.record_ratelimit_delayed();
         metrics.cache_evictions().record(Eviction::Size);
         metrics.key_fetches().record(true);
+        metrics.set_cluster_up(true);
+        metrics.record_cluster_call(0.001, true);
         metrics
     }
 
@@ -605,6 +644,9 @@ mod tests {
             "itwin_proxy_signing_key_fetches_total{result=\"ok\"} 1",
             "process_resident_memory_bytes ",
             "process_open_fds ",
+            "itwin_proxy_cluster_up 1",
+            "itwin_proxy_cluster_errors_total 1",
+            "itwin_proxy_cluster_call_duration_seconds_count 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

@@ -22,7 +22,14 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// Hashes tokens under a key drawn at start-up.
+impl TokenHash {
+    /// The hash's bytes (for keyed names that must agree across replicas).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Hashes tokens under a key drawn at start-up, or the cluster's shared key.
 #[derive(Clone)]
 pub struct TokenHasher {
     key: hmac::Key,
@@ -47,6 +54,13 @@ impl TokenHasher {
         Ok(Self { key })
     }
 
+    /// A hasher with the given key (the cluster's, shared by every replica).
+    pub fn with_key(key: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
+    }
+
     /// The keyed hash of `token`.
     pub fn hash(&self, token: &str) -> TokenHash {
         let tag = hmac::sign(&self.key, token.as_bytes());
@@ -67,6 +81,9 @@ mod tests {
         assert_eq!(a.hash("token"), a.hash("token"));
         assert_ne!(a.hash("token"), a.hash("token2"));
         assert_ne!(a.hash("token"), b.hash("token"));
+        let shared = TokenHasher::with_key(b"cluster key");
+        let again = TokenHasher::with_key(b"cluster key");
+        assert_eq!(shared.hash("token"), again.hash("token"));
     }
 
     #[test]

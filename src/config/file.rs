@@ -46,6 +46,12 @@ pub(crate) const DEFAULT_MAX_PAUSE: &str = "60s";
 pub(crate) const DEFAULT_RATE_LIMIT_KEY: &str = "client_id";
 /// Default `auth.accepted_scopes`.
 pub(crate) const DEFAULT_ACCEPTED_SCOPES: [&str; 2] = ["itwin-platform", "export:read"];
+/// Default `cluster.key_prefix`.
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "itwin-proxy";
+/// Default `cluster.timeout`.
+pub(crate) const DEFAULT_CLUSTER_TIMEOUT: &str = "100ms";
+/// Default `cluster.replicas_hint`.
+pub(crate) const DEFAULT_REPLICAS_HINT: u32 = 1;
 /// Default `log.level`.
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default `log.format`.
@@ -59,6 +65,7 @@ pub(crate) struct FileConfig {
     pub(crate) cache: CacheFile,
     pub(crate) rate_limit: RateLimitFile,
     pub(crate) auth: AuthFile,
+    pub(crate) cluster: ClusterFile,
     pub(crate) log: LogFile,
 }
 
@@ -113,6 +120,16 @@ pub(crate) struct AuthFile {
     pub(crate) audience: String,
     pub(crate) accepted_scopes: Vec<String>,
     pub(crate) reject_unverified: bool,
+}
+
+/// `[cluster]` as written; an empty `redis_url` means this process alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ClusterFile {
+    pub(crate) redis_url: String,
+    pub(crate) key_prefix: String,
+    pub(crate) timeout: String,
+    pub(crate) replicas_hint: u32,
+    pub(crate) shared_cache: bool,
 }
 
 /// `[log]` as written.

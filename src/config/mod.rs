@@ -408,6 +408,49 @@ mod tests {
     }
 
     #[test]
+    fn cluster_keys_are_read_and_checked() {
+        let settings = load_text(
+            "[cluster]\nredis_url = \"redis://127.0.0.1:6379/1\"\nreplicas_hint = 4\n",
+            &[("ITWIN_PROXY__CLUSTER__SHARED_CACHE", "false")],
+        )
+        .unwrap();
+        let url = settings.cluster.redis_url.as_ref().map(url::Url::as_str);
+        assert_eq!(url, Some("redis://127.0.0.1:6379/1"));
+        assert_eq!(settings.cluster.replicas_hint, 4);
+        assert!(!settings.cluster.shared_cache);
+        assert_eq!(settings.cluster.timeout, Duration::from_millis(100));
+        assert_eq!(Settings::default().cluster.redis_url, None);
+
+        let found = problems(load_text(
+            "[cluster]\nredis_url = \"http://:secret@h\"\nkey_prefix = \"a{b}\"\n\
+             timeout = \"0s\"\nreplicas_hint = 0\n",
+            &[],
+        ));
+        assert_eq!(
+            keys(&found),
+            [
+                "cluster.redis_url",
+                "cluster.key_prefix",
+                "cluster.timeout",
+                "cluster.replicas_hint",
+            ]
+        );
+        assert!(
+            found.iter().all(|p| !p.message.contains("secret")),
+            "{found:?}"
+        );
+        for bad in ["redis://", "redis://h/x", "redis://h/0?x=1", "not a url"] {
+            let text = format!("[cluster]\nredis_url = \"{bad}\"\n");
+            assert_eq!(
+                keys(&problems(load_text(&text, &[]))),
+                ["cluster.redis_url"],
+                "{bad}"
+            );
+        }
+        assert!(load_text("[cluster]\nredis_url = \"rediss://h:6380\"\n", &[]).is_ok());
+    }
+
+    #[test]
     fn unreadable_or_malformed_files_name_the_file() {
         let missing = PathBuf::from("/nonexistent/itwin-proxy.toml");
         let found = problems(load(Some(&missing), &HashMap::new()));

@@ -63,6 +63,14 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
         accepted_scopes: r.list("accepted_scopes", &DEFAULT_ACCEPTED_SCOPES),
         reject_unverified: r.boolean("reject_unverified", false),
     };
+    r.enter("cluster");
+    let cluster = ClusterFile {
+        redis_url: r.string("redis_url", ""),
+        key_prefix: r.string("key_prefix", DEFAULT_KEY_PREFIX),
+        timeout: r.duration("timeout", DEFAULT_CLUSTER_TIMEOUT),
+        replicas_hint: r.integer("replicas_hint", DEFAULT_REPLICAS_HINT),
+        shared_cache: r.boolean("shared_cache", true),
+    };
     r.enter("log");
     let log = LogFile {
         level: r.string("level", DEFAULT_LOG_LEVEL),
@@ -75,6 +83,7 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
         cache,
         rate_limit,
         auth,
+        cluster,
         log,
     };
     (file, r.problems)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::file::{
-    AuthFile, CacheFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
+    AuthFile, CacheFile, ClusterFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
 };
 use super::{LogFormat, RateLimitKey, Settings};
 
@@ -25,6 +25,7 @@ impl Settings {
     fn to_file(&self) -> FileConfig {
         let (server, upstream, cache) = (&self.server, &self.upstream, &self.cache);
         let (rate_limit, auth, log) = (&self.rate_limit, &self.auth, &self.log);
+        let cluster = &self.cluster;
         FileConfig {
             server: ServerFile {
                 listen: server.listen.to_string(),
@@ -73,6 +74,13 @@ impl Settings {
                 audience: auth.audience.clone().unwrap_or_default(),
                 accepted_scopes: auth.accepted_scopes.clone(),
                 reject_unverified: auth.reject_unverified,
+            },
+            cluster: ClusterFile {
+                redis_url: cluster.redis_url.as_ref().map(redacted).unwrap_or_default(),
+                key_prefix: cluster.key_prefix.clone(),
+                timeout: duration(cluster.timeout),
+                replicas_hint: cluster.replicas_hint,
+                shared_cache: cluster.shared_cache,
             },
             log: LogFile {
                 level: log.level.clone(),
@@ -132,6 +140,11 @@ mod tests {
         settings.log.format = LogFormat::Json;
         settings.server.max_request_body = 1024;
         settings.server.client_timeout = Duration::from_secs(5);
+        settings.cluster.redis_url = Some(Url::parse("redis://127.0.0.1:6379/3").unwrap());
+        settings.cluster.key_prefix = "app-a".to_owned();
+        settings.cluster.timeout = Duration::from_millis(250);
+        settings.cluster.replicas_hint = 3;
+        settings.cluster.shared_cache = false;
         let text = settings.to_toml();
         assert!(text.contains("ttl = \"1s 500ms\""), "{text}");
         assert_eq!(reload(&text), settings);
@@ -144,6 +157,8 @@ mod tests {
         settings.upstream.base_url = Url::parse("https://user:pw@host.example/api").unwrap();
         settings.auth.jwks_url = Some(Url::parse("https://token@ims.example/keys").unwrap());
         settings.server.admin_token = Some("s3cret-admin".to_owned());
+        settings.cluster.redis_url =
+            Some(Url::parse("rediss://:sesame@redis.example:6380/2").unwrap());
         let text = settings.to_toml();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("admin_token = \"REDACTED\""), "{text}");
@@ -157,6 +172,11 @@ mod tests {
         );
         assert!(
             text.contains("jwks_url = \"https://REDACTED@ims.example/keys\""),
+            "{text}"
+        );
+        assert!(!text.contains("sesame"), "{text}");
+        assert!(
+            text.contains("redis_url = \"rediss://REDACTED@redis.example:6380/2\""),
             "{text}"
         );
     }

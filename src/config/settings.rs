@@ -23,6 +23,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Token verification.
     pub auth: AuthSettings,
+    /// Sharing budgets, proofs and pages with other replicas through Redis.
+    pub cluster: ClusterSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -120,6 +122,23 @@ pub struct AuthSettings {
     pub accepted_scopes: Vec<String>,
     /// With a JWKS: answer 401 locally to tokens that fail verification.
     pub reject_unverified: bool,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// The Redis every replica shares (`redis://` or `rediss://`); `None`: this process alone.
+    /// Credentials in it are redacted whenever it is printed.
+    pub redis_url: Option<Url>,
+    /// Every Redis key the proxy writes starts with it; replicas sharing a prefix share state.
+    pub key_prefix: String,
+    /// A Redis call slower than this counts as failed.
+    pub timeout: Duration,
+    /// How many replicas share the budgets: while Redis is unreachable, each spends
+    /// 1/`replicas_hint` of every rate.
+    pub replicas_hint: u32,
+    /// Whether pages are kept in Redis too, so one replica's fill serves all.
+    pub shared_cache: bool,
 }
 
 /// Log output format.

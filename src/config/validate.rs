@@ -9,11 +9,11 @@ use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use super::file::{
-    AuthFile, CacheFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
+    AuthFile, CacheFile, ClusterFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
 };
 use super::{
-    AuthSettings, CacheSettings, ConfigErrors, ConfigProblem, LogFormat, LogSettings, RateLimitKey,
-    RateLimitSettings, ServerSettings, Settings, UpstreamSettings,
+    AuthSettings, CacheSettings, ClusterSettings, ConfigErrors, ConfigProblem, LogFormat,
+    LogSettings, RateLimitKey, RateLimitSettings, ServerSettings, Settings, UpstreamSettings,
 };
 
 impl TryFrom<FileConfig> for Settings {
@@ -26,14 +26,16 @@ impl TryFrom<FileConfig> for Settings {
         let cache = cache(&file.cache, &mut p);
         let rate_limit = rate_limit(&file.rate_limit, &mut p);
         let auth = auth(&file.auth, &mut p);
+        let cluster = cluster(&file.cluster, &mut p);
         let log = log(&file.log, &mut p);
-        match (server, upstream, cache, rate_limit, auth, log) {
+        match (server, upstream, cache, rate_limit, auth, cluster, log) {
             (
                 Some(server),
                 Some(upstream),
                 Some(cache),
                 Some(rate_limit),
                 Some(auth),
+                Some(cluster),
                 Some(log),
             ) if p.0.is_empty() => Ok(Settings {
                 server,
@@ -41,6 +43,7 @@ impl TryFrom<FileConfig> for Settings {
                 cache,
                 rate_limit,
                 auth,
+                cluster,
                 log,
             }),
             _ => Err(ConfigErrors(p.0)),
@@ -160,6 +163,23 @@ fn auth(f: &AuthFile, p: &mut Problems) -> Option<AuthSettings> {
     })
 }
 
+fn cluster(f: &ClusterFile, p: &mut Problems) -> Option<ClusterSettings> {
+    let redis_url = match f.redis_url.trim() {
+        "" => Some(None),
+        url => p.check("cluster.redis_url", redis_url(url)).map(Some),
+    };
+    let key_prefix = p.check("cluster.key_prefix", key_prefix(&f.key_prefix));
+    let timeout = p.check("cluster.timeout", positive(&f.timeout));
+    let replicas_hint = p.check("cluster.replicas_hint", at_least_one(f.replicas_hint));
+    Some(ClusterSettings {
+        redis_url: redis_url?,
+        key_prefix: key_prefix?,
+        timeout: timeout?,
+        replicas_hint: replicas_hint?,
+        shared_cache: f.shared_cache,
+    })
+}
+
 fn log(f: &LogFile, p: &mut Problems) -> Option<LogSettings> {
     let level = p.check("log.level", filter(&f.level));
     let formats = [("text", LogFormat::Text), ("json", LogFormat::Json)];
@@ -236,6 +256,44 @@ fn http_url(text: &str) -> Result<Url, String> {
         return Err("the URL must not have a fragment".to_owned());
     }
     Ok(url)
+}
+
+/// A Redis URL: `redis://` or `rediss://` (TLS), a host, and optionally a database number as
+/// its path. The text is not echoed in messages, since it may hold a password.
+fn redis_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|error| format!("invalid URL: {error}"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "must be a redis:// or rediss:// URL, not {}",
+            url.scheme()
+        ));
+    }
+    if !url.has_host() || url.host_str().is_some_and(str::is_empty) {
+        return Err("the URL must have a host".to_owned());
+    }
+    let database = url.path().trim_start_matches('/');
+    if !database.is_empty() && database.parse::<u16>().is_err() {
+        return Err("the path must be a database number, such as /0".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not have a query or fragment".to_owned());
+    }
+    Ok(url)
+}
+
+/// A key prefix: not empty, no whitespace, no braces (they would change which keys Redis
+/// Cluster keeps together).
+fn key_prefix(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}')
+    {
+        return Err("must not hold whitespace, control characters or braces".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// A URL signing keys may be fetched from: https, or plain http only to a loopback host

@@ -1,0 +1,174 @@
+//! The cluster: every replica of a deployment sharing one Redis (`cluster.redis_url`) acts,
+//! toward the upstream, as one proxy. Through Redis they share one budget and one pause per
+//! client app ([`budget`]), the proofs of known-valid tokens ([`proofs`]), a second page tier
+//! with fill locks ([`pages`]), and the invalidations of writes and purges ([`sync`]); the
+//! key tokens are hashed with is drawn once and adopted by all ([`hash_key`]).
+//!
+//! Redis failing never fails a request: every call is bounded by `cluster.timeout`
+//! ([`link`]), and a caller whose call fails goes on as if alone.
+
+pub mod budget;
+mod codec;
+pub mod error;
+pub mod hash_key;
+pub mod keys;
+pub mod link;
+pub mod pages;
+pub mod proofs;
+pub mod sync;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+pub use budget::{Decision, PauseAsk, SharedBudgets, SharedLimits};
+pub use error::{ClusterError, ClusterSetupError};
+pub use hash_key::HASH_KEY_LEN;
+pub use keys::Keys;
+pub use link::Link;
+pub use pages::{
+    FillLock, Generations, LockToken, PageNamer, PageRef, PageTimes, SharedLookup, SharedPage,
+    SharedPages,
+};
+pub use proofs::SharedProofs;
+pub use sync::{Event, Handler, Invalidations};
+
+use crate::config::{CacheSettings, ClusterSettings};
+use crate::metrics::Metrics;
+
+/// How long an iModel's generation is kept at least after its last change (longer if pages
+/// live longer).
+const MIN_GENERATION_KEEP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One replica's membership of the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    link: Link,
+    budgets: SharedBudgets,
+    proofs: SharedProofs,
+    pages: Option<SharedPages>,
+    sync: Invalidations,
+    hash_key: Arc<ArcSwapOption<[u8; HASH_KEY_LEN]>>,
+    replicas_hint: u32,
+}
+
+impl Cluster {
+    /// Joins the cluster of `settings.redis_url` (`None` when it is not set). Returns at
+    /// once: the link connects in the background, and the cluster's hash key is adopted as
+    /// soon as it is up ([`Cluster::hash_key`]). Must run inside a tokio runtime.
+    pub fn join(
+        settings: &ClusterSettings,
+        cache: &CacheSettings,
+        ca_file: Option<&Path>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Self>, ClusterSetupError> {
+        let Some(url) = &settings.redis_url else {
+            return Ok(None);
+        };
+        let link = Link::new(settings, url, ca_file, metrics)?;
+        let keys = Keys::new(&settings.key_prefix);
+        let keep = page_keep(cache);
+        let hash_key = Arc::new(ArcSwapOption::empty());
+        tokio::spawn(adopt_when_up(
+            link.clone(),
+            keys.clone(),
+            Arc::clone(&hash_key),
+        ));
+        Ok(Some(Self {
+            budgets: SharedBudgets::new(link.clone(), keys.clone()),
+            proofs: SharedProofs::new(link.clone(), keys.clone()),
+            pages: settings
+                .shared_cache
+                .then(|| SharedPages::new(link.clone(), keys.clone())),
+            sync: Invalidations::new(
+                link.clone(),
+                keys,
+                keep.saturating_mul(2).max(MIN_GENERATION_KEEP),
+            ),
+            link,
+            hash_key,
+            replicas_hint: settings.replicas_hint,
+        }))
+    }
+
+    /// The connection and whether Redis is up.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The shared budgets.
+    pub fn budgets(&self) -> &SharedBudgets {
+        &self.budgets
+    }
+
+    /// The shared proofs.
+    pub fn proofs(&self) -> &SharedProofs {
+        &self.proofs
+    }
+
+    /// The shared page tier, with `cluster.shared_cache`.
+    pub fn pages(&self) -> Option<&SharedPages> {
+        self.pages.as_ref()
+    }
+
+    /// Invalidation announcements.
+    pub fn invalidations(&self) -> &Invalidations {
+        &self.sync
+    }
+
+    /// The cluster's token-hash key, once adopted.
+    pub fn hash_key(&self) -> Option<Arc<[u8; HASH_KEY_LEN]>> {
+        self.hash_key.load_full()
+    }
+
+    /// Waits, at most `wait`, for the cluster's hash key.
+    pub async fn wait_hash_key(&self, wait: Duration) -> Option<Arc<[u8; HASH_KEY_LEN]>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(key) = self.hash_key() {
+                return Some(key);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `cluster.replicas_hint`: while Redis is down, each replica spends 1/N of a budget.
+    pub fn replicas_hint(&self) -> u32 {
+        self.replicas_hint
+    }
+}
+
+/// How long pages are kept: freshness plus the longest stale window.
+pub fn page_keep(cache: &CacheSettings) -> Duration {
+    cache
+        .ttl
+        .saturating_add(cache.stale_if_error.max(cache.stale_while_revalidate))
+}
+
+/// Adopts the cluster's hash key the first time the link is up (retrying while it fails).
+async fn adopt_when_up(link: Link, keys: Keys, slot: Arc<ArcSwapOption<[u8; HASH_KEY_LEN]>>) {
+    let mut state = link.watch();
+    loop {
+        if state.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+        match hash_key::adopt_hash_key(&link, &keys).await {
+            Ok(key) => {
+                slot.store(Some(Arc::new(key)));
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot adopt the cluster's hash key yet");
+                tokio::time::sleep(link::PROBE_INTERVAL).await;
+            }
+        }
+    }
+}
