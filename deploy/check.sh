@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Lints the deployment files: the Dockerfile (hadolint), the Kubernetes manifests (yamllint,
 # kubernetes-validate against the API schemas, and the proxy config inside them through
-# `itwin-proxy --check-config`), and the systemd unit (systemd-analyze, where present).
+# `itwin-proxy --check-config`), the monitoring (the dashboard's JSON; the alert rules with
+# `promtool check rules` and their unit tests with `promtool test rules`), and the systemd
+# unit (systemd-analyze, where present).
 # Exits non-zero on the first problem. Missing Python tools are installed into a throwaway
 # virtualenv that is removed on exit.
 set -euo pipefail
@@ -28,11 +30,28 @@ fi
 echo "--- hadolint deploy/Dockerfile"
 hadolint deploy/Dockerfile
 
-echo "--- yamllint --strict deploy/kubernetes"
+echo "--- yamllint --strict deploy/kubernetes deploy/monitoring"
 yamllint --strict deploy/kubernetes
+# PromQL and the expected alert texts do not wrap at 80 columns.
+yamllint --strict -d '{extends: default, rules: {line-length: {max: 400}}}' deploy/monitoring
 
 echo "--- kubernetes-validate --strict (Kubernetes $KUBERNETES_VERSION)"
 kubernetes-validate --strict --quiet -k "$KUBERNETES_VERSION" deploy/kubernetes/*.yaml
+
+echo "--- deploy/monitoring: the dashboard is JSON, the alert rules pass promtool"
+python3 -m json.tool deploy/monitoring/grafana-dashboard.json >/dev/null
+# promtool comes with Debian's prometheus package; installed where apt-get can (as root).
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing promtool (Debian package prometheus)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends prometheus; } >"$work/apt.log" 2>&1 || cat "$work/apt.log"
+fi
+if command -v promtool >/dev/null 2>&1; then
+    promtool check rules deploy/monitoring/alerts.yaml
+    promtool test rules deploy/monitoring/alerts.test.yaml
+else
+    echo "promtool not found and not installable here: rule check skipped"
+fi
 
 if command -v cargo >/dev/null 2>&1; then
     echo "--- itwin-proxy --check-config on each shipped config"
