@@ -1,0 +1,4 @@
+//! Fuzz target: see `itwin_proxy_fuzz::page_query`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| itwin_proxy_fuzz::page_query(data));
