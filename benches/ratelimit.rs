@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use itwin_proxy::config::{RateLimitKey, RateLimitSettings};
-use itwin_proxy::ratelimit::{BudgetKey, Budgets};
+use itwin_proxy::ratelimit::{BudgetKey, Budgets, Caller};
 
 const CLIENTS: usize = 10_000;
 
@@ -18,12 +18,14 @@ fn unlimited() -> RateLimitSettings {
         max_wait: Duration::from_secs(1),
         max_pause: Duration::from_secs(60),
         key: RateLimitKey::ClientId,
+        unverified_per_second: 1e9,
+        unverified_burst: u32::MAX,
     }
 }
 
 fn one_key(c: &mut Criterion) {
     let budgets = Budgets::new(&unlimited());
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     c.bench_function("try_acquire/one_key", |b| {
         b.iter(|| black_box(budgets.try_acquire(black_box(&key))));
     });
@@ -42,7 +44,7 @@ fn one_key(c: &mut Criterion) {
 fn many_keys(c: &mut Criterion) {
     let budgets = Budgets::new(&unlimited());
     let keys: Vec<BudgetKey> = (0..CLIENTS)
-        .map(|id| budgets.key_for(Some(&format!("client-{id}"))))
+        .map(|id| budgets.key_for(Caller::Trusted(Some(&format!("client-{id}")))))
         .collect();
     for key in &keys {
         let _ = budgets.try_acquire(key);
@@ -56,7 +58,7 @@ fn many_keys(c: &mut Criterion) {
         let mut id = 0;
         b.iter(|| {
             id = (id + 1) % CLIENTS;
-            let key = budgets.key_for(Some(&format!("client-{id}")));
+            let key = budgets.key_for(Caller::Trusted(Some(&format!("client-{id}"))));
             black_box(budgets.try_acquire(&key))
         });
     });

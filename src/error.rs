@@ -37,19 +37,19 @@ pub enum ProxyError {
         max: u64,
     },
     /// The outbound budget has no permit within the allowed wait.
-    #[error("the upstream budget is spent; retry after {retry_after_secs} s")]
+    #[error("The upstream budget is spent. Retry after {retry_after_secs} s.")]
     TooManyRequests {
         /// Whole seconds until a permit is due, at least 1.
         retry_after_secs: u64,
     },
     /// The upstream could not be reached or broke off the exchange.
-    #[error("upstream unavailable: {0}")]
+    #[error("The upstream service could not be reached: {0}.")]
     UpstreamUnavailable(String),
     /// The upstream did not answer within `upstream.request_timeout`.
-    #[error("upstream did not answer in time")]
+    #[error("The upstream service did not answer in time.")]
     UpstreamTimeout,
     /// A fault of the proxy itself.
-    #[error("internal error: {0}")]
+    #[error("The proxy failed to handle the request: {0}.")]
     Internal(String),
 }
 
@@ -155,6 +155,29 @@ mod tests {
         .to_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[tokio::test]
+    async fn every_message_is_one_capitalised_sentence() {
+        let errors = [
+            ProxyError::MissingAuthorization,
+            ProxyError::InvalidToken,
+            ProxyError::InvalidRequest("The request target is not valid."),
+            ProxyError::UriTooLong { max: 8192 },
+            ProxyError::TooManyRequests {
+                retry_after_secs: 2,
+            },
+            ProxyError::UpstreamUnavailable("connection refused".into()),
+            ProxyError::UpstreamTimeout,
+            ProxyError::Internal("a stored page has no body".into()),
+        ];
+        for error in errors {
+            for message in [error.to_string(), error.public_message()] {
+                let first = message.chars().next().unwrap_or_default();
+                assert!(first.is_uppercase(), "{message}");
+                assert!(message.ends_with('.'), "{message}");
+            }
+        }
     }
 
     #[tokio::test]

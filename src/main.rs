@@ -130,7 +130,6 @@ fn reload(running: &app::RunningProxy, config_path: Option<&Path>) {
             }
             tracing::info!(
                 cache_emptied = reloaded.cache_emptied,
-                budgets_rebuilt = reloaded.budgets_rebuilt,
                 "configuration reloaded"
             );
         }

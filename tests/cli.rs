@@ -91,7 +91,7 @@ fn env_overrides_apply_and_secrets_are_redacted() {
 fn the_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
     let path = temp_config(
         "run.toml",
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\n",
     );
     let mut child = Command::new(BINARY)
         .arg("--config")
@@ -113,7 +113,7 @@ fn the_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
 
     std::fs::write(
         &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\npublic_base_url = \"http://gw.test/x\"\n[log]\nformat = \"json\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\npublic_base_url = \"http://gw.test/x\"\n[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\n",
     )
     .unwrap();
     let hup = Command::new("kill")
@@ -152,7 +152,7 @@ async fn no_token_reaches_a_log_line_even_at_trace_level() {
     let path = temp_config(
         "trace.toml",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{}\"\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{}\"\n[auth]\nissuer = \"\"\n",
             sim.base_url()
         ),
     );

@@ -51,8 +51,16 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
         }),
         ..SimConfig::default()
     };
-    let h =
-        Arc::new(Harness::start_with(sim_config, budget(rps, burst, Duration::from_secs(1))).await);
+    let h = Arc::new(
+        Harness::start_with(sim_config, |settings| {
+            budget(rps, burst, Duration::from_secs(1))(settings);
+            // The token is not trusted until its first answer: its first calls share the
+            // unverified budget, held to the same rate here.
+            settings.rate_limit.unverified_per_second = rps;
+            settings.rate_limit.unverified_burst = burst;
+        })
+        .await,
+    );
     let token = h.token("alice");
     let overload = 8 * burst;
     let requests: Vec<_> = (0..overload)
@@ -240,4 +248,73 @@ async fn a_get_that_met_a_short_pause_is_retried_once() {
         metrics.contains("itwin_proxy_upstream_retry_after_total 1"),
         "{metrics}"
     );
+}
+
+/// `token` with its claims replaced: the signature no longer matches, so it is forged.
+fn forged(token: &str, sub: &str, client_id: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = sub.into();
+    claims["client_id"] = client_id.into();
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_naming_an_app_never_spend_its_budget() {
+    // The app may make 3 calls at once and no more for a long while; no waiting at all.
+    let h = Arc::new(
+        Harness::start_with(SimConfig::default(), |settings| {
+            budget(0.001, 3, Duration::ZERO)(settings);
+            settings.rate_limit.unverified_per_second = 0.001;
+            settings.rate_limit.unverified_burst = 40;
+        })
+        .await,
+    );
+    let genuine = h.sim.token(&TokenSpec::new("alice").client_id("victim"));
+    // Its first answer makes the token trusted (that call is charged to the app: 2 left).
+    assert_eq!(h.get(&page(0), Some(&genuine)).await.status, 200);
+    let flood: Vec<_> = (0..30)
+        .map(|i| {
+            let (h, token) = (
+                Arc::clone(&h),
+                forged(&genuine, &format!("mallory-{i}"), "victim"),
+            );
+            tokio::spawn(async move { h.get(&page(i % 5), Some(&token)).await.status })
+        })
+        .collect();
+    for request in flood {
+        assert_eq!(
+            within(request).await.unwrap(),
+            401,
+            "the upstream refuses forgeries"
+        );
+    }
+    // The app's trusted misses still find its two remaining permits at once.
+    for skip in [1, 2] {
+        let answer = h.get(&page(skip), Some(&genuine)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    assert_proxy_429(&h.get(&page(3), Some(&genuine)).await);
+}
+
+#[tokio::test]
+async fn an_untrusted_call_that_succeeds_is_charged_to_its_app() {
+    let h = Harness::start_with(SimConfig::default(), budget(0.001, 2, Duration::ZERO)).await;
+    let first = h.sim.token(&TokenSpec::new("alice").client_id("app"));
+    let second = h.sim.token(&TokenSpec::new("bob").client_id("app"));
+    // Two new tokens of one app: both untrusted, both on the unverified budget, and both
+    // charged to the app once answered, which spends its burst of 2.
+    assert_eq!(h.get(&page(0), Some(&first)).await.status, 200);
+    assert_eq!(h.get(&page(0), Some(&second)).await.status, 200);
+    assert_proxy_429(&h.get(&page(1), Some(&first)).await);
+    assert_eq!(h.list_calls(), 2);
 }

@@ -1,10 +1,12 @@
 //! Live reload: new settings apply to new requests; link changes empty the cache; budgets
-//! survive a reload that leaves them unchanged.
+//! keep their spent permits and pauses whatever changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use itwin_proxy::sim::DEMO_IMODEL_ID;
+use std::time::Duration;
+
+use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig};
 use support::{Harness, starts_with_hit};
 
 fn page() -> String {
@@ -24,7 +26,6 @@ async fn a_new_public_url_empties_the_cache_and_shows_in_links() {
     settings.server.public_base_url = "http://gateway.test/itwin".parse().unwrap();
     let reloaded = h.proxy.proxy().reload(settings).unwrap();
     assert!(reloaded.cache_emptied);
-    assert!(!reloaded.budgets_rebuilt);
     assert_eq!(reloaded.needs_restart, Vec::<&str>::new());
 
     let answer = h.get(&page(), Some(&token)).await;
@@ -55,9 +56,52 @@ async fn keys_that_need_a_restart_are_reported_and_the_cache_is_kept() {
     settings.rate_limit.burst = 3;
     let reloaded = h.proxy.proxy().reload(settings).unwrap();
     assert_eq!(reloaded.needs_restart, ["server.listen", "cache.max_bytes"]);
-    assert!(reloaded.budgets_rebuilt);
     assert!(!reloaded.cache_emptied);
     assert!(starts_with_hit(
         h.get(&page(), Some(&token)).await.cache_status()
     ));
+}
+
+#[tokio::test]
+async fn a_reload_keeps_pauses_and_spent_permits() {
+    let budget = |settings: &mut itwin_proxy::config::Settings, burst| {
+        settings.rate_limit.requests_per_second = 0.001;
+        settings.rate_limit.burst = burst;
+        settings.rate_limit.max_wait = Duration::ZERO;
+    };
+    let h = Harness::start_with(SimConfig::default(), |s| budget(s, 2)).await;
+    let paused = h
+        .sim
+        .token(&itwin_proxy::sim::TokenSpec::new("alice").client_id("paused"));
+    let spent = h
+        .sim
+        .token(&itwin_proxy::sim::TokenSpec::new("bob").client_id("spent"));
+    h.sim.fail_next(
+        1,
+        Failure::TooManyRequests {
+            retry_after: Some("60".into()),
+        },
+    );
+    assert_eq!(h.get(&page(), Some(&paused)).await.status, 429);
+    // Two calls spend the burst of the other app (the first, untrusted, is charged to it).
+    assert_eq!(h.get(&page(), Some(&spent)).await.status, 200);
+    let skip = format!("{}&$skip=2", page());
+    assert_eq!(h.get(&skip, Some(&spent)).await.status, 200);
+
+    let mut settings = support::settings_for(&h.sim);
+    budget(&mut settings, 2);
+    settings.rate_limit.max_pause = Duration::from_secs(120);
+    h.proxy.proxy().reload(settings).unwrap();
+
+    let still_paused = h.get(&page(), Some(&paused)).await;
+    assert_eq!(still_paused.status, 429);
+    assert_eq!(still_paused.json()["error"]["code"], "TooManyRequests");
+    let retry_after: u64 = still_paused.header("retry-after").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&retry_after), "{retry_after}");
+    let next = format!("{}&$skip=4", page());
+    let still_spent = h.get(&next, Some(&spent)).await;
+    assert_eq!(
+        still_spent.status, 429,
+        "the spent burst came back on reload"
+    );
 }

@@ -1,8 +1,11 @@
-//! Tokens the upstream has accepted: the proof that lets a token be served from the cache.
+//! Tokens the upstream has accepted: the proof that lets a token be served from the cache,
+//! and the lesser one that lets it draw from its client app's budget.
 //!
-//! A token becomes known-valid when the upstream answers it with a 2xx on the cached route,
-//! stays so until its `exp` (at most [`MAX_REMEMBER`] for a token without one), and is
-//! forgotten at once when the upstream answers it 401 or 403. Only keyed hashes are held.
+//! A token becomes known-valid when the upstream answers it with a 2xx on the cached route
+//! (or its signature checks, see the authenticate phase), and trusted when the upstream
+//! answers it with a 2xx on any route (or its signature checks); both last until its `exp`
+//! (at most [`MAX_REMEMBER`] for a token without one), and end at once when the upstream
+//! answers it 401 or 403. Only keyed hashes are held.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,8 @@ impl Expiry<TokenHash, Duration> for UntilExpiry {
 #[derive(Clone)]
 pub struct KnownTokens {
     tokens: Cache<TokenHash, Duration>,
+    /// Genuine, as far as budgets are concerned: accepted on any route, scopes aside.
+    trusted: Cache<TokenHash, Duration>,
     /// Refused by the upstream (401/403) since it last accepted them: local verification
     /// must not make them known-valid again, or a token revoked upstream would keep its
     /// cached pages until `exp`.
@@ -70,6 +75,7 @@ impl Default for KnownTokens {
         };
         Self {
             tokens: cache(),
+            trusted: cache(),
             refused: cache(),
         }
     }
@@ -83,12 +89,27 @@ impl KnownTokens {
             return;
         };
         self.refused.invalidate(&token.hash).await;
+        self.trusted.insert(token.hash, lifetime).await;
         self.tokens.insert(token.hash, lifetime).await;
+    }
+
+    /// Remembers that `token` is genuine (a 2xx on any route, or a good signature), until its
+    /// `exp` or [`MAX_REMEMBER`]; its calls then draw from its client app's budget.
+    pub async fn trust(&self, token: &Token, now: u64) {
+        if let Some(lifetime) = lifetime(token, now) {
+            self.trusted.insert(token.hash, lifetime).await;
+        }
+    }
+
+    /// Whether `token` is trusted: remembered as genuine, and its own time window holds.
+    pub async fn is_trusted(&self, token: &Token, now: u64) -> bool {
+        token.is_current(now) && self.trusted.contains_key(&token.hash)
     }
 
     /// Forgets `token` and notes that the upstream refused it.
     pub async fn forget(&self, token: &Token, now: u64) {
         self.tokens.invalidate(&token.hash).await;
+        self.trusted.invalidate(&token.hash).await;
         if let Some(lifetime) = lifetime(token, now) {
             self.refused.insert(token.hash, lifetime).await;
         }
@@ -102,6 +123,7 @@ impl KnownTokens {
     /// Forgets every token: the upstream or keys that proved them changed.
     pub fn forget_all(&self) {
         self.tokens.invalidate_all();
+        self.trusted.invalidate_all();
         self.refused.invalidate_all();
     }
 
@@ -134,8 +156,16 @@ mod tests {
         assert!(!known.is_known(&token, 100).await);
         known.remember(&token, 100).await;
         assert!(known.is_known(&token, 100).await);
+        assert!(known.is_trusted(&token, 100).await);
         known.forget(&token, 100).await;
         assert!(!known.is_known(&token, 100).await);
+        assert!(!known.is_trusted(&token, 100).await);
+        known.trust(&token, 100).await;
+        assert!(known.is_trusted(&token, 100).await);
+        assert!(
+            !known.is_known(&token, 100).await,
+            "trust alone opens no cache"
+        );
         assert!(known.was_refused(&token).await);
         known.remember(&token, 100).await;
         assert!(

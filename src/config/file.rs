@@ -44,6 +44,10 @@ pub(crate) const DEFAULT_MAX_WAIT: &str = "2s";
 pub(crate) const DEFAULT_MAX_PAUSE: &str = "60s";
 /// Default `rate_limit.key`.
 pub(crate) const DEFAULT_RATE_LIMIT_KEY: &str = "client_id";
+/// Default `rate_limit.unverified_per_second`.
+pub(crate) const DEFAULT_UNVERIFIED_PER_SECOND: f64 = 2.0;
+/// Default `rate_limit.unverified_burst`.
+pub(crate) const DEFAULT_UNVERIFIED_BURST: u32 = 10;
 /// Default `auth.accepted_scopes`.
 pub(crate) const DEFAULT_ACCEPTED_SCOPES: [&str; 2] = ["itwin-platform", "export:read"];
 /// Default `cluster.key_prefix`.
@@ -110,6 +114,8 @@ pub(crate) struct RateLimitFile {
     pub(crate) max_wait: String,
     pub(crate) max_pause: String,
     pub(crate) key: String,
+    pub(crate) unverified_per_second: f64,
+    pub(crate) unverified_burst: u32,
 }
 
 /// `[auth]` as written; empty strings mean unset.

@@ -54,6 +54,8 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
         max_wait: r.duration("max_wait", DEFAULT_MAX_WAIT),
         max_pause: r.duration("max_pause", DEFAULT_MAX_PAUSE),
         key: r.string("key", DEFAULT_RATE_LIMIT_KEY),
+        unverified_per_second: r.float("unverified_per_second", DEFAULT_UNVERIFIED_PER_SECOND),
+        unverified_burst: r.integer("unverified_burst", DEFAULT_UNVERIFIED_BURST),
     };
     r.enter("auth");
     let auth = AuthFile {

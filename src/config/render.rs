@@ -67,6 +67,8 @@ impl Settings {
                     RateLimitKey::Global => "global",
                 }
                 .to_owned(),
+                unverified_per_second: rate_limit.unverified_per_second,
+                unverified_burst: rate_limit.unverified_burst,
             },
             auth: AuthFile {
                 jwks_url: auth.jwks_url.as_ref().map(redacted).unwrap_or_default(),

@@ -107,6 +107,10 @@ pub struct RateLimitSettings {
     pub max_pause: Duration,
     /// How budgets are keyed.
     pub key: RateLimitKey,
+    /// Sustained rate of the budget shared by calls whose token is not trusted; > 0.
+    pub unverified_per_second: f64,
+    /// Burst of that budget; >= 1.
+    pub unverified_burst: u32,
 }
 
 /// `[auth]`.

@@ -128,6 +128,14 @@ fn rate_limit(f: &RateLimitFile, p: &mut Problems) -> Option<RateLimitSettings> 
         ("global", RateLimitKey::Global),
     ];
     let key = p.check("rate_limit.key", one_of(&f.key, keys));
+    let unverified_per_second = p.check(
+        "rate_limit.unverified_per_second",
+        rate(f.unverified_per_second),
+    );
+    let unverified_burst = p.check(
+        "rate_limit.unverified_burst",
+        at_least_one(f.unverified_burst),
+    );
     Some(RateLimitSettings {
         requests_per_second: requests_per_second?,
         burst: burst?,
@@ -135,6 +143,8 @@ fn rate_limit(f: &RateLimitFile, p: &mut Problems) -> Option<RateLimitSettings> 
         max_wait: max_wait?,
         max_pause: max_pause?,
         key: key?,
+        unverified_per_second: unverified_per_second?,
+        unverified_burst: unverified_burst?,
     })
 }
 

@@ -1,49 +1,87 @@
-//! The authenticate phase of the cached route: is this token known-valid?
+//! The authenticate phase of the cached route: is this token known-valid, and is it trusted?
 
 use super::{Live, Proxy};
 use crate::auth::{Token, Verdict};
 use crate::error::ProxyError;
 
-/// The authenticate phase: whether a token that may otherwise use the cache (current, with an
-/// accepted scope) is known-valid: the upstream accepted it before, or its signature and
-/// claims check against the issuer's keys (and it carries a scope claim, and the upstream has
-/// not refused it since it last accepted it). A token that fails
-/// local verification is answered 401 when `auth.reject_unverified` is on; otherwise, and
-/// while the keys cannot be had, the upstream's answer decides.
+/// What the proxy knows of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// Known-valid: it may be served from the cache (scopes and time window aside).
+    pub(crate) known: bool,
+    /// Genuine: its calls draw from its client app's budget.
+    pub(crate) trusted: bool,
+}
+
+impl Identity {
+    const UNKNOWN: Self = Self {
+        known: false,
+        trusted: false,
+    };
+}
+
+/// The authenticate phase: whether a token is known-valid (the upstream accepted it on this
+/// route before, or its signature and claims check against the issuer's keys, it carries a
+/// scope claim, and the upstream has not refused it since it last accepted it) and whether it
+/// is trusted (the upstream accepted it on any route, or its signature checks). A token that
+/// fails local verification is answered 401 when `auth.reject_unverified` is on; otherwise,
+/// and while the keys cannot be had, the upstream's answer decides.
 pub(crate) async fn authenticate(
     proxy: &Proxy,
     live: &Live,
     raw_token: &str,
     token: &Token,
     now: u64,
-) -> Result<bool, ProxyError> {
+) -> Result<Identity, ProxyError> {
     if proxy.known.is_known(token, now).await {
-        return Ok(true);
+        return Ok(Identity {
+            known: true,
+            trusted: true,
+        });
     }
+    let trusted = proxy.known.is_trusted(token, now).await;
     let Some(verifier) = &live.verifier else {
-        return Ok(false);
+        return Ok(Identity {
+            known: false,
+            trusted,
+        });
     };
     if proxy.known.was_refused(token).await {
         // The upstream refused this token since it last accepted it (revoked, say): a good
         // signature does not outweigh that; the upstream judges it again.
-        return Ok(false);
+        return Ok(Identity::UNKNOWN);
     }
     match verifier.verify(raw_token).await {
         Verdict::Valid if token.scopes.is_some() => {
             proxy.known.remember(token, now).await;
-            Ok(true)
+            Ok(Identity {
+                known: true,
+                trusted: true,
+            })
         }
-        Verdict::Valid => Ok(false),
+        Verdict::Valid => {
+            proxy.known.trust(token, now).await;
+            Ok(Identity {
+                known: false,
+                trusted: true,
+            })
+        }
         Verdict::Invalid(reason) => {
             tracing::debug!(%reason, "token failed local verification");
             match live.settings.auth.reject_unverified {
                 true => Err(ProxyError::InvalidToken),
-                false => Ok(false),
+                false => Ok(Identity {
+                    known: false,
+                    trusted,
+                }),
             }
         }
         Verdict::Unavailable(reason) => {
             tracing::debug!(%reason, "signing keys unavailable; the upstream judges the token");
-            Ok(false)
+            Ok(Identity {
+                known: false,
+                trusted,
+            })
         }
     }
 }

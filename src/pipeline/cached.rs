@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::authenticate::authenticate;
-use super::forward::{self, Outbound, Wait};
+use super::forward::{self, Draw, Outbound, Wait};
 use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
 use super::{Live, Proxy, RequestContext};
 use crate::auth::{Token, TokenHash, bearer_token, epoch_now};
@@ -126,7 +126,8 @@ pub(crate) async fn serve(
     let now = epoch_now();
     let usable =
         token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
-    let known = authenticate(proxy, live, raw_token, &token, now).await? && usable;
+    let identity = authenticate(proxy, live, raw_token, &token, now).await?;
+    let known = identity.known && usable;
     let no_cache = asks_no_cache(&parts.headers);
     let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
 
@@ -159,11 +160,13 @@ pub(crate) async fn serve(
         } => {
             let outbound = Outbound::from_client(live, parts, path, client)?;
             let epoch = ctx.epoch;
+            let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
             let refresh = fill(
                 Arc::clone(proxy),
                 Arc::clone(live),
                 outbound,
                 token,
+                draw,
                 Target {
                     key: key.clone(),
                     epoch,
@@ -203,7 +206,7 @@ pub(crate) async fn serve(
     } else {
         FlightKey::Unverified(token.hash, key.clone(), ctx.epoch)
     };
-    let token_client_id = token.client_id.clone();
+    let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
     let fallback = match (&stale, usable) {
         (Some(_), _) => Fallback::Stale,
         (None, true) => Fallback::Store,
@@ -214,6 +217,7 @@ pub(crate) async fn serve(
         Arc::clone(live),
         Outbound::from_client(live, parts, path, client)?,
         token,
+        draw.clone(),
         Target {
             key,
             epoch: ctx.epoch,
@@ -268,9 +272,8 @@ pub(crate) async fn serve(
             // Another request streams the oversized shared answer; this one asks on its own.
             ctx.cache = Some(CacheStatus::Miss { stored: false });
             let outbound = Outbound::from_client(live, parts, path, client)?;
-            let budget = live.budgets.key_for(token_client_id.as_deref());
             let response =
-                forward::call(proxy, live, &budget, &outbound, None, Wait::Yes, ctx).await?;
+                forward::call(proxy, live, &draw, &outbound, None, Wait::Yes, ctx).await?;
             Ok(relay::relay(live, response, false).await?.response)
         }
     }
@@ -285,6 +288,7 @@ async fn fill(
     live: Arc<Live>,
     outbound: Outbound,
     token: Token,
+    draw: Draw,
     Target {
         key,
         epoch,
@@ -311,8 +315,7 @@ async fn fill(
         }));
     }
     let mut ctx = RequestContext::default();
-    let budget = live.budgets.key_for(token.client_id.as_deref());
-    let response = forward::call(&proxy, &live, &budget, &outbound, None, wait, &mut ctx).await?;
+    let response = forward::call(&proxy, &live, &draw, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
 
     let now = epoch_now();

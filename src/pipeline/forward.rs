@@ -10,10 +10,46 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::{Live, Proxy, RequestContext};
+use crate::auth::Token;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::headers::{add_forwarded, remove_hop_by_hop};
-use crate::ratelimit::{Admission, BudgetKey};
+use crate::ratelimit::{Admission, BudgetKey, Budgets, Caller, Rejection};
+
+/// The budget a call draws from, and for an untrusted token the budget of the app it names.
+#[derive(Debug, Clone)]
+pub(crate) struct Draw {
+    /// Where the permit comes from.
+    key: BudgetKey,
+    /// For a call on the unverified budget with a token: the budget of the app it names. A
+    /// 2xx answer charges it too (even into debt), since the token turned out to be that
+    /// app's; an upstream pause is that app's quota speaking, so it pauses this budget (not
+    /// the unverified one) and the call waits out this budget's pause.
+    app: Option<BudgetKey>,
+}
+
+impl Draw {
+    /// The budget of a call with `token` (None: no token), trusted or not.
+    pub(crate) fn of(budgets: &Budgets, token: Option<&Token>, trusted: bool) -> Self {
+        let app = |token: &Token| budgets.key_for(Caller::Trusted(token.client_id.as_deref()));
+        match token {
+            Some(token) if trusted => Self {
+                key: app(token),
+                app: None,
+            },
+            _ => {
+                let key = budgets.key_for(Caller::Untrusted);
+                let app = token.filter(|_| key.is_unverified()).map(app);
+                Self { key, app }
+            }
+        }
+    }
+
+    /// The budget an upstream pause applies to.
+    fn paused_budget(&self) -> &BudgetKey {
+        self.app.as_ref().unwrap_or(&self.key)
+    }
+}
 
 /// A request to the upstream, without its body, so a bodiless one can be sent again.
 #[derive(Clone)]
@@ -99,13 +135,14 @@ pub(crate) enum Wait {
 
 /// Sends `outbound` with `body` (None: no body) once its budget grants a permit.
 ///
-/// An upstream 429 or 503 that asks for a pause pauses the whole budget. A bodiless GET that
+/// An upstream 429 or 503 that asks for a pause pauses the whole budget; a 2xx to a call on
+/// the unverified budget is charged to its app's budget too. A bodiless GET that
 /// may wait and met a 429 is sent once more after the pause when the pause fits in
 /// `rate_limit.max_wait`; otherwise the upstream's answer is returned as it came.
 pub(crate) async fn call(
     proxy: &Proxy,
     live: &Live,
-    budget: &BudgetKey,
+    draw: &Draw,
     outbound: &Outbound,
     body: Option<ProxyBody>,
     wait: Wait,
@@ -115,7 +152,7 @@ pub(crate) async fn call(
     let mut body = body;
     let mut retried = false;
     loop {
-        admit(proxy, live, budget, wait).await?;
+        admit(proxy, live, draw, wait).await?;
         let request = outbound.request(body.take().unwrap_or_else(body::empty))?;
         let started = Instant::now();
         let result = live.upstream.send(request).await;
@@ -135,8 +172,13 @@ pub(crate) async fn call(
                 return Err(failure.into());
             }
         };
+        if response.status().is_success()
+            && let Some(app) = &draw.app
+        {
+            live.budgets.charge(app);
+        }
         let pause = live.budgets.observe_response(
-            budget,
+            draw.paused_budget(),
             response.status(),
             response.headers(),
             SystemTime::now(),
@@ -160,19 +202,34 @@ pub(crate) async fn call(
     }
 }
 
-/// Takes a permit from `budget`, waiting up to `rate_limit.max_wait` if `wait` allows.
-async fn admit(
-    proxy: &Proxy,
-    live: &Live,
-    budget: &BudgetKey,
-    wait: Wait,
-) -> Result<(), ProxyError> {
-    let admission = match wait {
-        Wait::Yes => {
-            let _queued = proxy.metrics.queued();
-            live.budgets.acquire(budget).await
+/// Takes a permit for `draw`, waiting up to `rate_limit.max_wait` if `wait` allows (an
+/// untrusted call first waits out a pause of the app its token names, if that fits).
+async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, wait: Wait) -> Result<(), ProxyError> {
+    let budgets = &live.budgets;
+    let admission = match draw
+        .app
+        .as_ref()
+        .and_then(|app| budgets.pause_remaining(app))
+    {
+        Some(pause) if wait == Wait::No || pause > live.settings.rate_limit.max_wait => {
+            Err(Rejection {
+                retry_after: pause,
+                paused: true,
+            })
         }
-        Wait::No => live.budgets.try_acquire(budget),
+        Some(pause) => {
+            let _queued = proxy.metrics.queued();
+            tokio::time::sleep(pause).await;
+            match budgets.acquire(&draw.key).await {
+                Ok(Admission::Immediate) => Ok(Admission::Delayed(pause)),
+                other => other,
+            }
+        }
+        None if wait == Wait::Yes => {
+            let _queued = proxy.metrics.queued();
+            budgets.acquire(&draw.key).await
+        }
+        None => budgets.try_acquire(&draw.key),
     };
     match admission {
         Ok(Admission::Immediate) => Ok(()),

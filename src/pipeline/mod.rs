@@ -45,7 +45,7 @@ use crate::metrics::{Metrics, RequestLabels, method_label};
 use crate::ratelimit::Budgets;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
-use forward::{Outbound, Wait};
+use forward::{Draw, Outbound, Wait};
 use guard::{guard, strip_prefix};
 
 /// The per-settings state could not be built.
@@ -68,7 +68,7 @@ pub struct Live {
     pub upstream: Upstream,
     /// Link rewriting toward `server.public_base_url`.
     pub rewriter: LinkRewriter,
-    /// Outbound budgets (kept across reloads that leave `[rate_limit]` unchanged).
+    /// Outbound budgets (kept across reloads, which reconfigure them).
     pub budgets: Arc<Budgets>,
     /// Local token verification, when `auth.jwks_url` or `auth.issuer` is set (kept across
     /// reloads that leave them and `auth.audience` unchanged).
@@ -277,16 +277,20 @@ impl Proxy {
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
         let token = bearer_token(&parts.headers).map(|raw| Token::parse(raw, &self.hasher));
-        let budget = live
-            .budgets
-            .key_for(token.as_ref().and_then(|t| t.client_id.as_deref()));
+        let trusted = match &token {
+            Some(token) => self.known.is_trusted(token, epoch_now()).await,
+            None => false,
+        };
+        let draw = Draw::of(&live.budgets, token.as_ref(), trusted);
         let body =
             (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(BoxError::from).boxed());
-        let response = forward::call(self, live, &budget, &outbound, body, Wait::Yes, ctx).await?;
-        if let Some(token) = &token
-            && matches!(response.status().as_u16(), 401 | 403)
-        {
-            self.known.forget(token, epoch_now()).await;
+        let response = forward::call(self, live, &draw, &outbound, body, Wait::Yes, ctx).await?;
+        if let Some(token) = &token {
+            match response.status().as_u16() {
+                401 | 403 => self.known.forget(token, epoch_now()).await,
+                200..=299 if !trusted => self.known.trust(token, epoch_now()).await,
+                _ => {}
+            }
         }
         relay::relay(live, response, parts.method == Method::HEAD).await
     }

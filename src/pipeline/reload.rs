@@ -15,8 +15,6 @@ pub struct Reloaded {
     /// Whether the cache was emptied because link settings changed (stored pages carry
     /// rewritten links).
     pub cache_emptied: bool,
-    /// Whether the budgets were rebuilt (their waits and pauses start afresh).
-    pub budgets_rebuilt: bool,
 }
 
 impl Proxy {
@@ -60,10 +58,11 @@ impl Proxy {
         );
         note(before.log != after.log, "log");
 
-        let budgets_rebuilt = before.rate_limit != after.rate_limit;
-        if !budgets_rebuilt {
-            next.budgets = Arc::clone(&old.budgets);
+        // The budgets stay: what they spent and their pauses carry over, new rates apply.
+        if before.rate_limit != after.rate_limit {
+            old.budgets.reconfigure(&after.rate_limit);
         }
+        next.budgets = Arc::clone(&old.budgets);
         let same_keys = before.auth.jwks_url == after.auth.jwks_url
             && before.auth.issuer == after.auth.issuer
             && before.auth.audience == after.auth.audience
@@ -87,7 +86,6 @@ impl Proxy {
         Ok(Reloaded {
             needs_restart,
             cache_emptied,
-            budgets_rebuilt,
         })
     }
 }

@@ -1,22 +1,35 @@
 //! Outbound budgets: every upstream call takes a permit first (cache hits never do).
 //!
 //! A budget is a GCRA of `rate_limit.requests_per_second` with `rate_limit.burst`, plus an
-//! hourly one when `rate_limit.requests_per_hour` is set; a call needs a permit of both.
-//! Budgets are keyed by the token's `client_id` claim (tokens without one share a budget) or
-//! one for all, per `rate_limit.key`; per-client budgets are created on demand, idle ones are
-//! swept out, and at most [`MAX_CLIENT_BUDGETS`] are held.
+//! hourly one when `rate_limit.requests_per_hour` is set, which no 3,600 s window ever
+//! exceeds; a call needs a permit of both. With `rate_limit.key = "client_id"`, calls whose
+//! token is trusted draw from their client app's budget (one shared budget for trusted tokens
+//! without a `client_id`), every other call from the one `unverified` budget; with `"global"`
+//! one budget takes every call. Per-client budgets are created on demand, idle ones are swept
+//! out, and at most [`MAX_CLIENT_BUDGETS`] are held.
+//!
+//! # The interface
+//!
+//! The pipeline uses [`Budgets`] through these calls only, and a budget kept elsewhere (one
+//! shared by a cluster) plugs in behind them:
+//! - [`Budgets::key_for`]: which budget a call draws from;
+//! - [`Budgets::acquire`] / [`Budgets::try_acquire`]: take a permit (waiting, or not);
+//! - [`Budgets::charge`]: spend a permit after the fact, even into debt;
+//! - [`Budgets::observe_response`]: an upstream answer that may pause the budget;
+//! - [`Budgets::reconfigure`]: new settings, keeping what was spent and every pause.
 //!
 //! A call over budget waits, asynchronously and in arrival order, up to `rate_limit.max_wait`;
-//! when its permit cannot be due by then it is rejected at once with the time until the
-//! permit is due. An upstream 429 or 503 with a Retry-After (a 429 without one: 1 s, doubling
-//! on repeats), capped by `rate_limit.max_pause`, pauses the budget it was drawn from: its
-//! calls wait out the pause if it fits in `max_wait`, else are rejected with its remainder.
-//! Other budgets are never touched.
+//! every caller whose permit cannot be due by then, wherever it stands in line, is rejected at
+//! once with the time until it would be due. An upstream 429 or 503 with a Retry-After (a 429
+//! without one: 1 s, doubling on repeats), capped by `rate_limit.max_pause`, pauses the budget
+//! it was drawn from: its calls wait out the pause if it fits in `max_wait`, else are rejected
+//! with its remainder. Other budgets are never touched.
 //!
 //! All time is tokio's, so tests drive budgets with `tokio::time::pause()`.
 
 mod budget;
 mod clock;
+mod gcra;
 mod limits;
 mod pause;
 mod registry;
@@ -25,10 +38,12 @@ mod retry_after;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_hourly;
+#[cfg(test)]
 mod tests_pause;
 
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
@@ -36,8 +51,8 @@ use tokio::sync::MutexGuard;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{RateLimitKey, RateLimitSettings};
-use budget::{Budget, Wait};
-use clock::after;
+use budget::{Budget, Ticket, Wait};
+use clock::{HORIZON, after};
 use limits::Limits;
 use pause::Ask;
 use registry::Registry;
@@ -48,14 +63,40 @@ pub use retry_after::parse_retry_after;
 /// until idle budgets are swept out.
 pub const MAX_CLIENT_BUDGETS: usize = 16_384;
 
-/// The budgets of one proxy instance; shared by all requests through an `Arc`.
+/// The budgets of one proxy instance; shared by all requests through an `Arc`, and kept
+/// across reloads.
 #[derive(Debug)]
 pub struct Budgets {
     registry: Registry,
+    policy: Mutex<Policy>,
+}
+
+/// The settings read on every call; swapped whole by a reload.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
     key: RateLimitKey,
     max_wait: Duration,
     max_pause: Duration,
-    period: Duration,
+}
+
+impl Policy {
+    fn new(settings: &RateLimitSettings) -> Self {
+        Self {
+            key: settings.key,
+            max_wait: settings.max_wait,
+            max_pause: settings.max_pause,
+        }
+    }
+}
+
+/// Who makes a call, as far as budgets are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// A token known to be genuine (its signature checked, or the upstream answered it with a
+    /// 2xx), with its `client_id` claim if it has one.
+    Trusted(Option<&'a str>),
+    /// No token, or one not (yet) trusted: whatever it claims chooses nothing.
+    Untrusted,
 }
 
 /// Which budget a call draws from. Cheap to clone.
@@ -66,10 +107,19 @@ pub struct BudgetKey(KeyKind);
 enum KeyKind {
     /// `key = "global"`: one budget for all.
     Global,
-    /// A token without a `client_id`: the budget such tokens share.
+    /// A trusted token without a `client_id`: the budget such tokens share.
     Anonymous,
     /// The budget of one OAuth client app.
     Client(Arc<str>),
+    /// Calls whose token is not trusted.
+    Unverified,
+}
+
+impl BudgetKey {
+    /// Whether this is the budget of calls whose token is not trusted.
+    pub fn is_unverified(&self) -> bool {
+        self.0 == KeyKind::Unverified
+    }
 }
 
 /// A permit was granted.
@@ -112,23 +162,35 @@ impl Rejection {
 impl Budgets {
     /// Budgets following `settings`; none is spent yet.
     pub fn new(settings: &RateLimitSettings) -> Self {
-        let limits = Limits::new(settings);
         Self {
-            period: limits.period(),
-            registry: Registry::new(limits),
-            key: settings.key,
-            max_wait: settings.max_wait,
-            max_pause: settings.max_pause,
+            registry: Registry::new(Limits::new(settings), Limits::unverified(settings)),
+            policy: Mutex::new(Policy::new(settings)),
         }
     }
 
-    /// The budget a call with this token `client_id` draws from (per `rate_limit.key`); an
-    /// empty `client_id` counts as none.
-    pub fn key_for(&self, client_id: Option<&str>) -> BudgetKey {
-        BudgetKey(match (self.key, client_id) {
+    fn policy(&self) -> Policy {
+        *self.policy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows new settings from now on: every budget keeps the permits it has spent (they
+    /// replenish at the new rate) and its pause.
+    pub fn reconfigure(&self, settings: &RateLimitSettings) {
+        let limits = (Limits::new(settings), Limits::unverified(settings));
+        let mut policy = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        *policy = Policy::new(settings);
+        self.registry.reconfigure(limits.0, limits.1);
+    }
+
+    /// The budget a call by `caller` draws from, per `rate_limit.key`; an empty `client_id`
+    /// counts as none.
+    pub fn key_for(&self, caller: Caller<'_>) -> BudgetKey {
+        BudgetKey(match (self.policy().key, caller) {
             (RateLimitKey::Global, _) => KeyKind::Global,
-            (RateLimitKey::ClientId, Some(id)) if !id.is_empty() => KeyKind::Client(id.into()),
-            (RateLimitKey::ClientId, _) => KeyKind::Anonymous,
+            (RateLimitKey::ClientId, Caller::Untrusted) => KeyKind::Unverified,
+            (RateLimitKey::ClientId, Caller::Trusted(Some(id))) if !id.is_empty() => {
+                KeyKind::Client(id.into())
+            }
+            (RateLimitKey::ClientId, Caller::Trusted(_)) => KeyKind::Anonymous,
         })
     }
 
@@ -137,16 +199,17 @@ impl Budgets {
     /// cannot be due in time. Cancel-safe: dropping the future gives up the place in line.
     pub async fn acquire(&self, key: &BudgetKey) -> Result<Admission, Rejection> {
         let start = Instant::now();
-        let deadline = after(start, self.max_wait);
+        let deadline = after(start, self.policy().max_wait);
         let budget = self.registry.budget(key);
+        let ticket = budget.join();
         let (turn, mut waited) = match budget.try_turn() {
             Ok(turn) => (turn, false),
-            Err(_) => (self.queue(&budget, deadline).await?, true),
+            Err(_) => (queue(&budget, &ticket, deadline).await?, true),
         };
         loop {
-            let extended = budget.pause_extended();
+            let worsened = budget.worsened();
             let now = Instant::now();
-            let wait = match budget.take(&turn, now) {
+            let wait = match budget.take(&turn, &ticket, now) {
                 Ok(()) if waited => return Ok(Admission::Delayed(now - start)),
                 Ok(()) => return Ok(Admission::Immediate),
                 Err(wait) => wait,
@@ -154,59 +217,11 @@ impl Budgets {
             if wait.until > deadline {
                 return Err(Rejection::after(wait, now));
             }
-            budget.set_head_wait(wait.until);
             waited = true;
             tokio::select! {
                 () = sleep_until(wait.until) => {}
-                () = extended => {}
+                () = worsened => {}
             }
-        }
-    }
-
-    /// Stands in the budget's line until it is this call's turn, or rejects once the turn
-    /// cannot come by `deadline`.
-    async fn queue<'b>(
-        &self,
-        budget: &'b Budget,
-        deadline: Instant,
-    ) -> Result<MutexGuard<'b, ()>, Rejection> {
-        let mut turn = pin!(budget.turn());
-        let mut expired = pin!(sleep_until(deadline));
-        loop {
-            let extended = budget.pause_extended();
-            let now = Instant::now();
-            if let Some(wait) = budget.known_wait(now)
-                && wait.until > deadline
-            {
-                return Err(self.rejection_behind(wait, now));
-            }
-            tokio::select! {
-                biased;
-                turn = &mut turn => return Ok(turn),
-                () = extended => {}
-                () = &mut expired => return Err(self.rejection_in_line(budget)),
-            }
-        }
-    }
-
-    /// The rejection of a call that stands behind someone waiting for `wait`.
-    fn rejection_behind(&self, wait: Wait, now: Instant) -> Rejection {
-        let mut rejection = Rejection::after(wait, now);
-        if !wait.paused {
-            rejection.retry_after = rejection.retry_after.saturating_add(self.period);
-        }
-        rejection
-    }
-
-    /// The rejection of a call that found others in line ahead of it.
-    fn rejection_in_line(&self, budget: &Budget) -> Rejection {
-        let now = Instant::now();
-        match budget.known_wait(now) {
-            Some(wait) => self.rejection_behind(wait, now),
-            None => Rejection {
-                retry_after: self.period,
-                paused: false,
-            },
         }
     }
 
@@ -214,14 +229,23 @@ impl Budgets {
     /// (for when a stale page could be served instead of waiting).
     pub fn try_acquire(&self, key: &BudgetKey) -> Result<Admission, Rejection> {
         let budget = self.registry.budget(key);
-        let Ok(turn) = budget.try_turn() else {
-            return Err(self.rejection_in_line(&budget));
-        };
         let now = Instant::now();
-        match budget.take(&turn, now) {
+        let Ok(turn) = budget.try_turn() else {
+            let wait = budget.foresee_newcomer(now, after(now, HORIZON));
+            return Err(Rejection::after(wait, now));
+        };
+        let ticket = budget.join();
+        match budget.take(&turn, &ticket, now) {
             Ok(()) => Ok(Admission::Immediate),
             Err(wait) => Err(Rejection::after(wait, now)),
         }
+    }
+
+    /// Spends a permit of `key`'s budget for a call already made, whether or not one is free:
+    /// the budget may go into debt, and its next calls wait for it. For a call that drew from
+    /// the unverified budget and turned out to be its app's.
+    pub fn charge(&self, key: &BudgetKey) {
+        self.registry.budget(key).charge(Instant::now());
     }
 
     /// Feeds an upstream answer. A 429 (with a usable Retry-After, or the default pause of 1 s
@@ -237,17 +261,18 @@ impl Budgets {
         now: SystemTime,
     ) -> Option<Duration> {
         let ask = Ask::of(status, headers, now);
+        let max_pause = self.policy().max_pause;
         let budget = match ask {
             Ask::Nothing => return None,
             Ask::EndStreak => {
                 if let Some(budget) = self.registry.existing(key) {
-                    budget.observe(ask, Instant::now(), self.max_pause);
+                    budget.observe(ask, Instant::now(), max_pause);
                 }
                 return None;
             }
             Ask::PauseFor(_) | Ask::DefaultPause => self.registry.budget(key),
         };
-        budget.observe(ask, Instant::now(), self.max_pause)
+        budget.observe(ask, Instant::now(), max_pause)
     }
 
     /// Time left on the budget's pause, if any.
@@ -264,5 +289,34 @@ impl Budgets {
     /// Whether no per-client budget is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Stands in the budget's line until it is this caller's turn; rejects as soon as its permit
+/// is foreseen past `deadline`.
+async fn queue<'b>(
+    budget: &'b Budget,
+    ticket: &Ticket<'_>,
+    deadline: Instant,
+) -> Result<MutexGuard<'b, ()>, Rejection> {
+    let mut turn = pin!(budget.turn());
+    let mut expired = pin!(sleep_until(deadline));
+    loop {
+        let worsened = budget.worsened();
+        let now = Instant::now();
+        if budget.foresee(ticket, now, deadline).until > deadline {
+            let wait = budget.foresee(ticket, now, after(now, HORIZON));
+            return Err(Rejection::after(wait, now));
+        }
+        tokio::select! {
+            biased;
+            turn = &mut turn => return Ok(turn),
+            () = worsened => {}
+            () = &mut expired => {
+                let now = Instant::now();
+                let wait = budget.foresee(ticket, now, after(now, HORIZON));
+                return Err(Rejection::after(wait, now));
+            }
+        }
     }
 }

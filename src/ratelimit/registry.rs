@@ -1,13 +1,14 @@
-//! The bounded set of budgets: one shared budget (the global one, or the one of tokens without
-//! a `client_id`), per-client budgets created on demand, and an overflow budget.
+//! The bounded set of budgets: one shared budget (the global one, or the one of trusted
+//! tokens without a `client_id`), the unverified budget, per-client budgets created on
+//! demand, and an overflow budget.
 //!
-//! Memory stays bounded two ways. Idle client budgets (no pause, windows replenished, nobody
-//! holding them) are swept out at most once per [`SWEEP_INTERVAL`] when a new client appears;
-//! forgetting them changes nothing but the doubling streak of 429s. And at most
-//! [`MAX_CLIENT_BUDGETS`] are held: past that, new clients share the overflow budget until a
-//! sweep makes room. Evicting a live budget instead would hand its client a fresh burst and let
-//! it exceed its upstream quota; sharing errs the safe way (fewer upstream calls, not more),
-//! and a flood that fills the map is a forged-token attack rather than real client apps.
+//! Memory stays bounded two ways. Idle client budgets (nobody in line, no pause, windows
+//! replenished, nobody holding them) are swept out at most once per [`SWEEP_INTERVAL`] when a
+//! new client appears; forgetting them changes nothing but the doubling streak of 429s. And at
+//! most [`MAX_CLIENT_BUDGETS`] are held: past that, new clients share the overflow budget
+//! until a sweep makes room. Evicting a live budget instead would hand its client a fresh burst
+//! and let it exceed its upstream quota; sharing errs the safe way (fewer upstream calls, not
+//! more). Only trusted tokens name client budgets, so a flood of forged ids never gets here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Clients {
+    /// The limits new client budgets follow.
+    limits: Limits,
     budgets: HashMap<Arc<str>, Arc<Budget>>,
     next_sweep: Instant,
 }
@@ -32,25 +35,24 @@ struct Clients {
 /// Every budget of one proxy.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    limits: Limits,
-    replenish_span: Duration,
     shared: Arc<Budget>,
+    unverified: Arc<Budget>,
     overflow: Arc<Budget>,
     clients: Mutex<Clients>,
 }
 
 impl Registry {
-    /// An empty registry whose budgets all follow `limits`.
-    pub(crate) fn new(limits: Limits) -> Self {
+    /// An empty registry: client budgets follow `limits`, the unverified one `unverified`.
+    pub(crate) fn new(limits: Limits, unverified: Limits) -> Self {
         Self {
-            replenish_span: limits.replenish_span(),
-            shared: Arc::new(Budget::new(&limits)),
-            overflow: Arc::new(Budget::new(&limits)),
+            shared: Arc::new(Budget::new(limits)),
+            unverified: Arc::new(Budget::new(unverified)),
+            overflow: Arc::new(Budget::new(limits)),
             clients: Mutex::new(Clients {
+                limits,
                 budgets: HashMap::new(),
                 next_sweep: Instant::now(),
             }),
-            limits,
         }
     }
 
@@ -59,8 +61,20 @@ impl Registry {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The budget of a key that is not a client's.
+    fn fixed(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
+        match &key.0 {
+            KeyKind::Global | KeyKind::Anonymous => Some(Arc::clone(&self.shared)),
+            KeyKind::Unverified => Some(Arc::clone(&self.unverified)),
+            KeyKind::Client(_) => None,
+        }
+    }
+
     /// The budget `key` draws from, created if need be.
     pub(crate) fn budget(&self, key: &BudgetKey) -> Arc<Budget> {
+        if let Some(budget) = self.fixed(key) {
+            return budget;
+        }
         let KeyKind::Client(id) = &key.0 else {
             return Arc::clone(&self.shared);
         };
@@ -70,17 +84,16 @@ impl Registry {
         }
         let now = Instant::now();
         if now >= clients.next_sweep {
-            let span = self.replenish_span;
             // Held elsewhere (a waiter, a call taking a permit) means in use.
             clients
                 .budgets
-                .retain(|_, budget| Arc::strong_count(budget) > 1 || !budget.is_idle(now, span));
+                .retain(|_, budget| Arc::strong_count(budget) > 1 || !budget.is_idle(now));
             clients.next_sweep = after(now, SWEEP_INTERVAL);
         }
         if clients.budgets.len() >= MAX_CLIENT_BUDGETS {
             return Arc::clone(&self.overflow);
         }
-        let budget = Arc::new(Budget::new(&self.limits));
+        let budget = Arc::new(Budget::new(clients.limits));
         clients.budgets.insert(Arc::clone(id), Arc::clone(&budget));
         budget
     }
@@ -88,8 +101,11 @@ impl Registry {
     /// The budget `key` would draw from, without creating one: `None` for a client that has
     /// no budget of its own and would get a fresh one.
     pub(crate) fn existing(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
+        if let Some(budget) = self.fixed(key) {
+            return Some(budget);
+        }
         let KeyKind::Client(id) = &key.0 else {
-            return Some(Arc::clone(&self.shared));
+            return None;
         };
         let clients = self.clients();
         match clients.budgets.get(id) {
@@ -97,6 +113,20 @@ impl Registry {
             None if clients.budgets.len() >= MAX_CLIENT_BUDGETS => Some(Arc::clone(&self.overflow)),
             None => None,
         }
+    }
+
+    /// Makes every budget, and those created from now on, follow new limits; what each has
+    /// spent and any pause stay.
+    pub(crate) fn reconfigure(&self, limits: Limits, unverified: Limits) {
+        let now = Instant::now();
+        let mut clients = self.clients();
+        clients.limits = limits;
+        for budget in clients.budgets.values() {
+            budget.reconfigure(limits, now);
+        }
+        self.shared.reconfigure(limits, now);
+        self.overflow.reconfigure(limits, now);
+        self.unverified.reconfigure(unverified, now);
     }
 
     /// Number of per-client budgets held.
@@ -107,7 +137,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{RateLimitKey, RateLimitSettings};
+    use crate::config::{RateLimitSettings, Settings};
 
     use super::*;
 
@@ -116,14 +146,12 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::new(Limits::new(&RateLimitSettings {
+        let limits = Limits::new(&RateLimitSettings {
             requests_per_second: 1.0,
             burst: 1,
-            requests_per_hour: None,
-            max_wait: Duration::ZERO,
-            max_pause: Duration::ZERO,
-            key: RateLimitKey::ClientId,
-        }))
+            ..Settings::default().rate_limit
+        });
+        Registry::new(limits, limits)
     }
 
     #[tokio::test(start_paused = true)]
@@ -152,11 +180,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shared_keys_use_the_shared_budget() {
+    async fn shared_keys_use_the_shared_budget_and_unverified_its_own() {
         let registry = registry();
         let global = registry.budget(&BudgetKey(KeyKind::Global));
         let anonymous = registry.budget(&BudgetKey(KeyKind::Anonymous));
+        let unverified = registry.budget(&BudgetKey(KeyKind::Unverified));
         assert!(Arc::ptr_eq(&global, &anonymous));
+        assert!(!Arc::ptr_eq(&global, &unverified));
         assert_eq!(registry.len(), 0);
     }
 }

@@ -19,6 +19,8 @@ pub(super) fn settings(rps: f64, burst: u32, max_wait: Duration) -> RateLimitSet
         max_wait,
         max_pause: Duration::from_secs(60),
         key: RateLimitKey::ClientId,
+        unverified_per_second: rps,
+        unverified_burst: burst,
     }
 }
 
@@ -68,7 +70,7 @@ fn retry_after_secs_rounds_up_to_at_least_one() {
 #[tokio::test(start_paused = true)]
 async fn burst_then_spacing_at_the_configured_rate() {
     let budgets = Budgets::new(&settings(2.0, 3, Duration::from_secs(10)));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let start = Instant::now();
     for _ in 0..3 {
         assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
@@ -85,7 +87,7 @@ async fn burst_then_spacing_at_the_configured_rate() {
 #[tokio::test(start_paused = true)]
 async fn fractional_rate() {
     let budgets = Budgets::new(&settings(0.5, 1, Duration::from_secs(10)));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     assert!(about(
         delay(acquire(&budgets, &key).await),
@@ -100,7 +102,7 @@ async fn fractional_rate() {
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_arrival_order() {
     let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_secs(60))));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let start = Instant::now();
     let (done, mut finished) = mpsc::unbounded_channel();
@@ -131,7 +133,7 @@ async fn waiters_are_served_in_arrival_order() {
 #[tokio::test(start_paused = true)]
 async fn rejects_at_once_when_the_permit_is_due_past_max_wait() {
     let budgets = Budgets::new(&settings(0.25, 1, Duration::from_millis(500)));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let start = Instant::now();
     let Err(rejection) = acquire(&budgets, &key).await else {
@@ -151,7 +153,7 @@ async fn rejects_at_once_when_the_permit_is_due_past_max_wait() {
 #[tokio::test(start_paused = true)]
 async fn max_wait_zero_never_waits() {
     let budgets = Budgets::new(&settings(1.0, 2, Duration::ZERO));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let start = Instant::now();
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     assert_eq!(budgets.try_acquire(&key), Ok(Admission::Immediate));
@@ -166,7 +168,7 @@ async fn max_wait_zero_never_waits() {
 #[tokio::test(start_paused = true)]
 async fn try_acquire_never_jumps_the_line() {
     let budgets = Arc::new(Budgets::new(&settings(0.1, 1, Duration::from_secs(15))));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let head = tokio::spawn({
         let (budgets, key) = (Arc::clone(&budgets), key.clone());
@@ -185,7 +187,7 @@ async fn try_acquire_never_jumps_the_line() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_gives_up_its_place() {
     let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_secs(60))));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let gave_up = timeout(Duration::from_millis(100), budgets.acquire(&key)).await;
     assert!(gave_up.is_err(), "the permit was not due before 1 s");
@@ -196,7 +198,10 @@ async fn a_cancelled_waiter_gives_up_its_place() {
 #[tokio::test(start_paused = true)]
 async fn client_budgets_are_independent() {
     let budgets = Budgets::new(&settings(1.0, 1, Duration::ZERO));
-    let (a, b) = (budgets.key_for(Some("a")), budgets.key_for(Some("b")));
+    let (a, b) = (
+        budgets.key_for(Caller::Trusted(Some("a"))),
+        budgets.key_for(Caller::Trusted(Some("b"))),
+    );
     assert_ne!(a, b);
     assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
     assert!(budgets.try_acquire(&a).is_err());
@@ -207,12 +212,20 @@ async fn client_budgets_are_independent() {
 #[tokio::test(start_paused = true)]
 async fn tokens_without_client_id_share_one_budget() {
     let budgets = Budgets::new(&settings(1.0, 1, Duration::ZERO));
-    let anonymous = budgets.key_for(None);
-    assert_eq!(budgets.key_for(Some("")), anonymous);
-    assert_ne!(budgets.key_for(Some("a")), anonymous);
+    let anonymous = budgets.key_for(Caller::Trusted(None));
+    assert_eq!(budgets.key_for(Caller::Trusted(Some(""))), anonymous);
+    assert_ne!(budgets.key_for(Caller::Trusted(Some("a"))), anonymous);
     assert_eq!(budgets.try_acquire(&anonymous), Ok(Admission::Immediate));
-    assert!(budgets.try_acquire(&budgets.key_for(Some(""))).is_err());
-    assert!(budgets.try_acquire(&budgets.key_for(Some("a"))).is_ok());
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(Some(""))))
+            .is_err()
+    );
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(Some("a"))))
+            .is_ok()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -221,45 +234,31 @@ async fn global_key_shares_one_budget() {
         key: RateLimitKey::Global,
         ..settings(1.0, 2, Duration::ZERO)
     });
-    let a = budgets.key_for(Some("a"));
-    assert_eq!(a, budgets.key_for(Some("b")));
-    assert_eq!(a, budgets.key_for(None));
+    let a = budgets.key_for(Caller::Trusted(Some("a")));
+    assert_eq!(a, budgets.key_for(Caller::Trusted(Some("b"))));
+    assert_eq!(a, budgets.key_for(Caller::Trusted(None)));
     assert!(budgets.try_acquire(&a).is_ok());
-    assert!(budgets.try_acquire(&budgets.key_for(Some("b"))).is_ok());
-    assert!(budgets.try_acquire(&budgets.key_for(None)).is_err());
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(Some("b"))))
+            .is_ok()
+    );
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(None)))
+            .is_err()
+    );
     assert_eq!(budgets.len(), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn hourly_window_is_needed_too() {
-    let budgets = Budgets::new(&RateLimitSettings {
-        requests_per_hour: Some(3),
-        ..settings(100.0, 10, Duration::from_secs(60))
-    });
-    let key = budgets.key_for(Some("app"));
-    for _ in 0..3 {
-        assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
-    }
-    let Err(rejection) = acquire(&budgets, &key).await else {
-        panic!("the hourly window of 3 is spent");
-    };
-    assert!(about(rejection.retry_after, Duration::from_secs(1200)));
-    advance(Duration::from_secs(1190)).await;
-    assert!(about(
-        delay(acquire(&budgets, &key).await),
-        Duration::from_secs(10)
-    ));
-    assert!(budgets.try_acquire(&key).is_err());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_flood_of_client_ids_stays_bounded() {
     let budgets = Budgets::new(&settings(1.0, 1, Duration::ZERO));
-    let real = budgets.key_for(Some("real"));
+    let real = budgets.key_for(Caller::Trusted(Some("real")));
     assert!(budgets.try_acquire(&real).is_ok());
     let mut admitted = 0;
     for id in 0..100_000 {
-        let key = budgets.key_for(Some(&format!("forged-{id}")));
+        let key = budgets.key_for(Caller::Trusted(Some(&format!("forged-{id}"))));
         admitted += usize::from(budgets.try_acquire(&key).is_ok());
         assert!(budgets.len() <= MAX_CLIENT_BUDGETS);
     }
@@ -273,8 +272,140 @@ async fn a_flood_of_client_ids_stays_bounded() {
     advance(Duration::from_secs(1)).await;
     assert!(
         budgets
-            .try_acquire(&budgets.key_for(Some("newcomer")))
+            .try_acquire(&budgets.key_for(Caller::Trusted(Some("newcomer"))))
             .is_ok()
     );
     assert_eq!(budgets.len(), 1, "replenished budgets were swept out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn everyone_in_line_whose_permit_falls_past_max_wait_is_refused_at_once() {
+    let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_millis(2500))));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
+    assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
+    let start = Instant::now();
+    let (done, mut finished) = mpsc::unbounded_channel();
+    for index in 0..5u64 {
+        let (budgets, key, done) = (Arc::clone(&budgets), key.clone(), done.clone());
+        tokio::spawn(async move {
+            let admission = acquire(&budgets, &key).await;
+            let _ = done.send((index, admission, start.elapsed()));
+        });
+        tokio::task::yield_now().await;
+    }
+    drop(done);
+    let mut seen = 0;
+    while let Some((index, admission, elapsed)) = finished.recv().await {
+        seen += 1;
+        match index {
+            // Permits due at 1 s and 2 s: within max_wait.
+            0 | 1 => {
+                assert!(
+                    matches!(admission, Ok(Admission::Delayed(_))),
+                    "{admission:?}"
+                );
+                assert!(
+                    about(elapsed, Duration::from_secs(index + 1)),
+                    "{elapsed:?}"
+                );
+            }
+            // Third in line (the refused leave it): due at 3 s, refused the moment they
+            // arrive, with that as Retry-After.
+            _ => {
+                let Err(rejection) = admission else {
+                    panic!("caller {index} cannot have a permit within 2.5 s");
+                };
+                assert_eq!(elapsed, Duration::ZERO, "caller {index} waited");
+                assert!(about(rejection.retry_after, Duration::from_secs(3)));
+            }
+        }
+    }
+    assert_eq!(seen, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_debt_charged_meanwhile_refuses_those_it_pushes_past_max_wait() {
+    let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_secs(3))));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
+    assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
+    let start = Instant::now();
+    let waiter = tokio::spawn({
+        let (budgets, key) = (Arc::clone(&budgets), key.clone());
+        async move { (acquire(&budgets, &key).await, start.elapsed()) }
+    });
+    tokio::task::yield_now().await;
+    for _ in 0..5 {
+        budgets.charge(&key);
+    }
+    let Ok((Err(rejection), at)) = waiter.await else {
+        panic!("a permit pushed to 6 s is past max_wait");
+    };
+    assert_eq!(at, Duration::ZERO);
+    assert!(about(rejection.retry_after, Duration::from_secs(6)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn untrusted_calls_share_one_budget_whatever_they_claim() {
+    let budgets = Budgets::new(&RateLimitSettings {
+        unverified_per_second: 1.0,
+        unverified_burst: 2,
+        ..settings(1.0, 1, Duration::ZERO)
+    });
+    let untrusted = budgets.key_for(Caller::Untrusted);
+    assert!(untrusted.is_unverified());
+    let app = budgets.key_for(Caller::Trusted(Some("app")));
+    assert!(!app.is_unverified());
+    assert_eq!(budgets.try_acquire(&untrusted), Ok(Admission::Immediate));
+    assert_eq!(budgets.try_acquire(&untrusted), Ok(Admission::Immediate));
+    assert!(budgets.try_acquire(&untrusted).is_err());
+    assert_eq!(
+        budgets.try_acquire(&app),
+        Ok(Admission::Immediate),
+        "untouched"
+    );
+    assert_eq!(budgets.len(), 1);
+    let global = Budgets::new(&RateLimitSettings {
+        key: RateLimitKey::Global,
+        ..settings(1.0, 1, Duration::ZERO)
+    });
+    assert!(!global.key_for(Caller::Untrusted).is_unverified());
+    assert_eq!(
+        global.key_for(Caller::Untrusted),
+        global.key_for(Caller::Trusted(Some("app")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconfigure_keeps_spent_permits_and_pauses() {
+    let budgets = Budgets::new(&settings(1.0, 3, Duration::ZERO));
+    let (a, b) = (
+        budgets.key_for(Caller::Trusted(Some("a"))),
+        budgets.key_for(Caller::Trusted(Some("b"))),
+    );
+    for _ in 0..3 {
+        assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
+    }
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("30"),
+    );
+    budgets.observe_response(
+        &b,
+        StatusCode::TOO_MANY_REQUESTS,
+        &headers,
+        SystemTime::now(),
+    );
+    // Half the rate, a longer max_wait: the three permits of `a` stay spent and now
+    // replenish every 2 s; `b` stays paused.
+    budgets.reconfigure(&settings(0.5, 3, Duration::from_secs(1)));
+    let Err(rejection) = budgets.try_acquire(&a) else {
+        panic!("the spent permits were forgotten");
+    };
+    assert!(about(rejection.retry_after, Duration::from_secs(2)));
+    assert_eq!(budgets.pause_remaining(&b), Some(Duration::from_secs(30)));
+    assert!(budgets.try_acquire(&b).is_err_and(|r| r.paused));
+    advance(Duration::from_secs(2)).await;
+    assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
+    assert!(budgets.try_acquire(&a).is_err());
 }

@@ -40,7 +40,7 @@ fn budgets(max_wait: Duration) -> Budgets {
 #[tokio::test(start_paused = true)]
 async fn a_429_with_seconds_pauses_and_calls_wait_it_out() {
     let budgets = budgets(Duration::from_secs(10));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let five = Some(Duration::from_secs(5));
     assert_eq!(observe(&budgets, &key, 429, &retry_after("5")), five);
     assert_eq!(budgets.pause_remaining(&key), five);
@@ -54,7 +54,7 @@ async fn a_429_with_seconds_pauses_and_calls_wait_it_out() {
 #[tokio::test(start_paused = true)]
 async fn a_pause_longer_than_max_wait_rejects_at_once() {
     let budgets = budgets(Duration::from_secs(2));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     observe(&budgets, &key, 429, &retry_after("5"));
     let start = Instant::now();
     let rejection = Rejection {
@@ -72,7 +72,7 @@ async fn a_pause_longer_than_max_wait_rejects_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_429_with_an_http_date_pauses_until_then() {
     let budgets = budgets(Duration::ZERO);
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let date = httpdate::fmt_http_date(wall() + Duration::from_secs(7));
     let seven = Some(Duration::from_secs(7));
     assert_eq!(observe(&budgets, &key, 429, &retry_after(&date)), seven);
@@ -85,7 +85,7 @@ async fn a_429_with_an_http_date_pauses_until_then() {
 #[tokio::test(start_paused = true)]
 async fn a_503_pauses_only_with_a_usable_retry_after() {
     let budgets = budgets(Duration::ZERO);
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(observe(&budgets, &key, 503, &HeaderMap::new()), None);
     assert_eq!(observe(&budgets, &key, 503, &retry_after("soon")), None);
     assert_eq!(observe(&budgets, &key, 500, &retry_after("9")), None);
@@ -100,7 +100,7 @@ async fn a_503_pauses_only_with_a_usable_retry_after() {
 #[tokio::test(start_paused = true)]
 async fn a_429_without_retry_after_doubles_until_a_success() {
     let budgets = budgets(Duration::ZERO);
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let mut pauses = Vec::new();
     for _ in 0..4 {
         pauses.push(observe(&budgets, &key, 429, &HeaderMap::new()));
@@ -118,7 +118,7 @@ async fn every_pause_is_capped_by_max_pause() {
         max_pause: Duration::from_secs(30),
         ..settings(1.0, 1, Duration::ZERO)
     });
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     let cap = Some(Duration::from_secs(30));
     assert_eq!(observe(&budgets, &key, 429, &retry_after("3600")), cap);
     let date = httpdate::fmt_http_date(wall() + Duration::from_secs(86_400));
@@ -132,12 +132,18 @@ async fn every_pause_is_capped_by_max_pause() {
 #[tokio::test(start_paused = true)]
 async fn a_pause_of_one_client_never_slows_another() {
     let budgets = budgets(Duration::ZERO);
-    let (a, b) = (budgets.key_for(Some("a")), budgets.key_for(Some("b")));
+    let (a, b) = (
+        budgets.key_for(Caller::Trusted(Some("a"))),
+        budgets.key_for(Caller::Trusted(Some("b"))),
+    );
     observe(&budgets, &a, 429, &retry_after("60"));
     assert!(budgets.try_acquire(&a).is_err());
     assert_eq!(budgets.pause_remaining(&b), None);
     assert_eq!(acquire(&budgets, &b).await, Ok(Admission::Immediate));
-    assert_eq!(budgets.pause_remaining(&budgets.key_for(None)), None);
+    assert_eq!(
+        budgets.pause_remaining(&budgets.key_for(Caller::Trusted(None))),
+        None
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -148,18 +154,26 @@ async fn a_global_pause_holds_everyone() {
     });
     observe(
         &budgets,
-        &budgets.key_for(Some("a")),
+        &budgets.key_for(Caller::Trusted(Some("a"))),
         429,
         &retry_after("60"),
     );
-    assert!(budgets.try_acquire(&budgets.key_for(Some("b"))).is_err());
-    assert!(budgets.try_acquire(&budgets.key_for(None)).is_err());
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(Some("b"))))
+            .is_err()
+    );
+    assert!(
+        budgets
+            .try_acquire(&budgets.key_for(Caller::Trusted(None)))
+            .is_err()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_arriving_while_calls_wait_rejects_them_at_once() {
     let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_secs(3))));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let start = Instant::now();
     let waiters: Vec<_> = (0..3)
@@ -187,7 +201,7 @@ async fn a_pause_arriving_while_calls_wait_rejects_them_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_pause_arriving_while_calls_wait_is_waited_out_if_it_fits() {
     let budgets = Arc::new(Budgets::new(&settings(1.0, 1, Duration::from_secs(30))));
-    let key = budgets.key_for(Some("app"));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
     let start = Instant::now();
     let waiter = tokio::spawn({
@@ -205,7 +219,7 @@ async fn a_pause_arriving_while_calls_wait_is_waited_out_if_it_fits() {
 #[tokio::test(start_paused = true)]
 async fn a_429_for_a_client_without_a_budget_still_pauses_it() {
     let budgets = budgets(Duration::ZERO);
-    let key = budgets.key_for(Some("fresh"));
+    let key = budgets.key_for(Caller::Trusted(Some("fresh")));
     assert_eq!(budgets.pause_remaining(&key), None);
     assert_eq!(budgets.len(), 0);
     observe(&budgets, &key, 429, &retry_after("2"));

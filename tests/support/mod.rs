@@ -50,9 +50,11 @@ impl Answer {
     }
 }
 
-/// Settings for a proxy in front of `sim`, on ephemeral ports.
+/// Settings for a proxy in front of `sim`, on ephemeral ports, with local token verification
+/// off (the default issuer is not on loopback; tests that verify name their own).
 pub fn settings_for(sim: &Simulator) -> Settings {
     let mut settings = Settings::default();
+    settings.auth.issuer = None;
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     settings.upstream.base_url = sim.base_url().parse().unwrap();
