@@ -51,17 +51,13 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
         }),
         ..SimConfig::default()
     };
-    let h = Arc::new(
-        Harness::start_with(sim_config, |settings| {
-            budget(rps, burst, Duration::from_secs(1))(settings);
-            // The token is not trusted until its first answer: its first calls share the
-            // unverified budget, held to the same rate here.
-            settings.rate_limit.unverified_per_second = rps;
-            settings.rate_limit.unverified_burst = burst;
-        })
-        .await,
-    );
+    let h =
+        Arc::new(Harness::start_with(sim_config, budget(rps, burst, Duration::from_secs(1))).await);
     let token = h.token("alice");
+    // One answer makes the token trusted, so the overload draws from its app's budget alone;
+    // then a quiet second lets that budget and the upstream's quota fill up again.
+    assert_eq!(h.get(&page(1000), Some(&token)).await.status, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let overload = 8 * burst;
     let requests: Vec<_> = (0..overload)
         .map(|skip| {
