@@ -63,11 +63,13 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     };
 
     let metrics = Arc::new(Metrics::default());
-    let proxy = Arc::new(Proxy::new(
-        Live::new(settings, &metrics)?,
-        TokenHasher::random()?,
-        metrics,
-    ));
+    let live = Live::new(settings, &metrics)?;
+    if let Some(verifier) = &live.verifier {
+        // In the background: the proxy serves at once, judging tokens by the upstream's
+        // answers until the keys are in.
+        verifier.prefetch();
+    }
+    let proxy = Arc::new(Proxy::new(live, TokenHasher::random()?, metrics));
     let in_flight = InFlight::default();
     let (stop, stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);

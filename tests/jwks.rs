@@ -5,8 +5,10 @@
 
 mod support;
 
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Scopes, TokenSpec};
-use support::{Harness, starts_with_hit};
+use std::time::{Duration, Instant};
+
+use itwin_proxy::sim::{DEMO_IMODEL_ID, Scopes, SimConfig, TokenSpec};
+use support::{Harness, starts_with_hit, within};
 
 fn page() -> String {
     format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=4")
@@ -23,7 +25,26 @@ async fn verifying(reject_unverified: bool) -> Harness {
     );
     settings.auth.reject_unverified = reject_unverified;
     h.proxy.proxy().reload(settings).unwrap();
+    keys_fetched(&h).await;
     h
+}
+
+/// What `/metrics` says now.
+async fn metrics(h: &Harness) -> String {
+    String::from_utf8_lossy(&h.admin("/metrics").await.body).into_owned()
+}
+
+/// Waits until the proxy's background key fetch has succeeded.
+async fn keys_fetched(h: &Harness) {
+    within(async {
+        while !metrics(h)
+            .await
+            .contains("itwin_proxy_signing_key_fetches_total{result=\"ok\"}")
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -115,6 +136,7 @@ async fn keys_are_discovered_from_the_issuer() {
     let mut settings = support::settings_for(&h.sim);
     settings.auth.issuer = Some(h.sim.base_url());
     h.proxy.proxy().reload(settings).unwrap();
+    keys_fetched(&h).await;
     h.get(&page(), Some(&h.sim.rs256_token(&TokenSpec::new("alice"))))
         .await;
     let fresh = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(900));
@@ -162,4 +184,41 @@ async fn new_verification_settings_forget_what_the_old_ones_proved() {
         "itwin-proxy; fwd=request",
         "the token must prove itself again under the new audience"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_server_that_never_answers_delays_neither_start_nor_requests() {
+    // Accepts connections and never says a word.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", hole.local_addr().unwrap());
+    let (accepted, mut fetching) = tokio::sync::mpsc::unbounded_channel();
+    let held = tokio::spawn(async move {
+        let mut silent = Vec::new();
+        while let Ok((stream, _)) = hole.accept().await {
+            silent.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let h = Harness::start_with(SimConfig::default(), |settings| {
+        settings.auth.issuer = Some(issuer);
+        settings.auth.reject_unverified = true;
+    })
+    .await;
+    within(fetching.recv())
+        .await
+        .expect("the key fetch starts at once");
+    let started = Instant::now();
+    let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
+    let answer = h.get(&page(), Some(&alice)).await;
+    assert_eq!(answer.status, 200, "the upstream judged the token");
+    let passed = h.get("/export/connections/none", Some(&alice)).await;
+    assert_eq!(passed.status, 404);
+    // A fetch gives up after 5 s: had either request waited for it, it would have ended.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let shown = metrics(&h).await;
+    assert!(
+        !shown.contains("itwin_proxy_signing_key_fetches_total{result="),
+        "{shown}"
+    );
+    held.abort();
 }

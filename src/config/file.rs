@@ -48,6 +48,8 @@ pub(crate) const DEFAULT_RATE_LIMIT_KEY: &str = "client_id";
 pub(crate) const DEFAULT_UNVERIFIED_PER_SECOND: f64 = 2.0;
 /// Default `rate_limit.unverified_burst`.
 pub(crate) const DEFAULT_UNVERIFIED_BURST: u32 = 10;
+/// Default `auth.issuer`: Bentley's IMS, whose keys verify tokens locally.
+pub(crate) const DEFAULT_ISSUER: &str = "https://ims.bentley.com";
 /// Default `auth.accepted_scopes`.
 pub(crate) const DEFAULT_ACCEPTED_SCOPES: [&str; 2] = ["itwin-platform", "export:read"];
 /// Default `cluster.key_prefix`.

@@ -178,6 +178,12 @@ mod tests {
         assert_eq!(settings.rate_limit.key, RateLimitKey::ClientId);
         assert_eq!(settings.auth.jwks_url, None);
         assert_eq!(
+            settings.auth.issuer.as_deref(),
+            Some("https://ims.bentley.com")
+        );
+        assert_eq!(settings.rate_limit.unverified_per_second, 2.0);
+        assert_eq!(settings.rate_limit.unverified_burst, 10);
+        assert_eq!(
             settings.auth.accepted_scopes,
             ["itwin-platform", "export:read"]
         );
@@ -350,7 +356,7 @@ mod tests {
              connect_timeout = \"0s\"\nca_file = \"/no/such/ca.pem\"\n\
              [cache]\nmax_bytes = 0\n\
              [rate_limit]\nrequests_per_second = 0.0\nkey = \"ip\"\n\
-             [auth]\naccepted_scopes = []\nreject_unverified = true\n\
+             [auth]\nissuer = \"\"\naccepted_scopes = []\nreject_unverified = true\n\
              [log]\nlevel = \"info,[\"\nformat = \"xml\"\n",
             &[],
         ));

@@ -60,7 +60,7 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
     r.enter("auth");
     let auth = AuthFile {
         jwks_url: r.string("jwks_url", ""),
-        issuer: r.string("issuer", ""),
+        issuer: r.string("issuer", DEFAULT_ISSUER),
         audience: r.string("audience", ""),
         accepted_scopes: r.list("accepted_scopes", &DEFAULT_ACCEPTED_SCOPES),
         reject_unverified: r.boolean("reject_unverified", false),

@@ -1,7 +1,8 @@
-//! The authenticate phase of the cached route: is this token known-valid, and is it trusted?
+//! The authenticate phase: on the cached route, is this token known-valid and is it trusted;
+//! on pass-through routes, is it trusted.
 
 use super::{Live, Proxy};
-use crate::auth::{Token, Verdict};
+use crate::auth::{Token, Verdict, epoch_now};
 use crate::error::ProxyError;
 
 /// What the proxy knows of a token.
@@ -18,6 +19,24 @@ impl Identity {
         known: false,
         trusted: false,
     };
+}
+
+/// Whether a pass-through token is trusted: the upstream accepted it before, or its signature
+/// checks against the keys at hand (never waiting for them) and the upstream has not refused
+/// it since.
+pub(crate) async fn trusted(proxy: &Proxy, live: &Live, raw_token: &str, token: &Token) -> bool {
+    let now = epoch_now();
+    if proxy.known.is_trusted(token, now).await {
+        return true;
+    }
+    let Some(verifier) = &live.verifier else {
+        return false;
+    };
+    if proxy.known.was_refused(token).await || verifier.verify(raw_token).await != Verdict::Valid {
+        return false;
+    }
+    proxy.known.trust(token, now).await;
+    true
 }
 
 /// The authenticate phase: whether a token is known-valid (the upstream accepted it on this

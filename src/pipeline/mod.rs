@@ -276,10 +276,11 @@ impl Proxy {
         body: Incoming,
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
-        let token = bearer_token(&parts.headers).map(|raw| Token::parse(raw, &self.hasher));
-        let trusted = match &token {
-            Some(token) => self.known.is_trusted(token, epoch_now()).await,
-            None => false,
+        let raw_token = bearer_token(&parts.headers);
+        let token = raw_token.map(|raw| Token::parse(raw, &self.hasher));
+        let trusted = match (raw_token, &token) {
+            (Some(raw), Some(token)) => authenticate::trusted(self, live, raw, token).await,
+            _ => false,
         };
         let draw = Draw::of(&live.budgets, token.as_ref(), trusted);
         let body =

@@ -70,6 +70,8 @@ impl Proxy {
         if same_keys {
             // Keep the fetched signing keys rather than fetching them again.
             next.verifier.clone_from(&old.verifier);
+        } else if let Some(verifier) = &next.verifier {
+            verifier.prefetch();
         }
         let same_judges = same_keys && before.upstream.base_url == after.upstream.base_url;
         let cache_emptied = before.server.public_base_url != after.server.public_base_url

@@ -1,12 +1,15 @@
 //! Local token verification: a bearer token's signature and claims checked against the
 //! signing keys of the configured issuer.
 //!
-//! The key set is fetched on first use from `auth.jwks_url`, or from the `jwks_uri` of the
-//! issuer's discovery document, and cached. It is refreshed in the background once it is
-//! ten minutes old; a token naming an unknown `kid` (a key rotation) makes it refetch, at
-//! most once per 30 s so that invented kids cannot make the proxy hammer the issuer. One
-//! fetch runs at a time and callers waiting for it share its result; after a failed fetch
-//! the previous keys stay in use and no fetch is tried for 5 s. Scopes are not checked here.
+//! The key set is fetched in the background from `auth.jwks_url`, or from the `jwks_uri` of
+//! the issuer's discovery document, starting when the verifier is set up and retried with
+//! back-off until it succeeds, then cached. A verification never waits for a fetch: without
+//! the keys it needs, its verdict is [`Verdict::Unavailable`] and the upstream judges the
+//! token, so a key server that is down or never answers delays no request. The keys are
+//! refreshed in the background once ten minutes old; a token naming an unknown `kid` (a key
+//! rotation) makes them refetch, at most once per 30 s so that invented kids cannot make the
+//! proxy hammer the issuer. One fetch runs at a time; after a failed fetch the previous keys
+//! stay in use and no fetch is tried for 5 s. Scopes are not checked here.
 
 mod discovery;
 mod keys;
@@ -38,6 +41,9 @@ const KID_REFETCH_GAP: Duration = Duration::from_secs(30);
 
 /// How long no fetch is tried after one failed.
 const FAILURE_RETRY_GAP: Duration = Duration::from_secs(5);
+
+/// The longest pause between two attempts of the fetch retried from start-up.
+const MAX_RETRY_GAP: Duration = Duration::from_secs(5 * 60);
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 60;
@@ -121,12 +127,14 @@ enum Need {
     UnknownKid,
 }
 
-/// Why no fresh keys are to be had.
+/// Why no fresh keys are to be had now.
 enum Refusal {
     /// The last fetch failed, for this reason.
     Failed(String),
     /// An unknown kid refetched too recently.
     TooSoon,
+    /// A fetch is running (maybe started just now); its keys serve later tokens.
+    Fetching,
 }
 
 impl Refusal {
@@ -139,6 +147,7 @@ impl Refusal {
             Self::TooSoon => {
                 Verdict::Unavailable("unknown kid; keys were refetched moments ago".into())
             }
+            Self::Fetching => Verdict::Unavailable("the signing keys are being fetched".into()),
         }
     }
 }
@@ -224,18 +233,12 @@ impl Verifier {
             return Verdict::Invalid(format!("algorithm {algorithm:?} is not accepted"));
         }
         let inner = &self.inner;
-        let cached = match inner.keys.load_full() {
-            Some(cached) => {
-                if cached.fetched_at.elapsed() >= inner.timing.refresh_every {
-                    self.refresh_in_background(cached.generation);
-                }
-                cached
-            }
-            None => match inner.fetch(Need::First, 0).await {
-                Ok(cached) => cached,
-                Err(refusal) => return refusal.verdict(),
-            },
+        let Some(cached) = inner.keys.load_full() else {
+            return self.fetch_in_background(Need::First, 0).verdict();
         };
+        if cached.fetched_at.elapsed() >= inner.timing.refresh_every {
+            self.fetch_in_background(Need::Refresh, cached.generation);
+        }
         let kid = header.kid.as_deref();
         if let Some(key) = cached.set.find(kid) {
             return inner.check(token, algorithm, key);
@@ -243,40 +246,62 @@ impl Verifier {
         if kid.is_none() {
             return invalid("no kid, and the key set has several keys");
         }
-        match inner.fetch(Need::UnknownKid, cached.generation).await {
-            Ok(refetched) => match refetched.set.find(kid) {
-                Some(key) => inner.check(token, algorithm, key),
-                None => invalid("unknown kid"),
-            },
-            Err(refusal) => refusal.verdict(),
-        }
+        // Perhaps a key rotated in: the upstream judges this token while the keys refetch.
+        self.fetch_in_background(Need::UnknownKid, cached.generation)
+            .verdict()
     }
 
-    /// Starts a refresh unless a fetch is running or one failed too recently.
-    fn refresh_in_background(&self, seen: u64) {
-        let Ok(mut log) = Arc::clone(&self.inner.fetches).try_lock_owned() else {
+    /// Starts fetching the keys in the background and retries, with back-off, until a fetch
+    /// succeeds (or the verifier is dropped). For start-up and new settings: nothing waits
+    /// for it.
+    pub fn prefetch(&self) {
+        let Ok(first) = Arc::clone(&self.inner.fetches).try_lock_owned() else {
             return;
         };
-        let timing = self.inner.timing;
-        if log.refusal(Need::Refresh, Instant::now(), timing).is_some() {
-            return;
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut log = first;
+            let mut gap = FAILURE_RETRY_GAP;
+            loop {
+                let fetched = match inner.upgrade() {
+                    Some(inner) => inner.fetch_locked(&mut log, Need::First, 0).await.is_ok(),
+                    None => return,
+                };
+                drop(log);
+                if fetched {
+                    return;
+                }
+                tokio::time::sleep(gap).await;
+                gap = (gap * 2).min(MAX_RETRY_GAP);
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                log = Arc::clone(&inner.fetches).lock_owned().await;
+            }
+        });
+    }
+
+    /// Starts a fetch for `need` unless one is running or refused; says why no fresh keys
+    /// are at hand now.
+    fn fetch_in_background(&self, need: Need, seen: u64) -> Refusal {
+        let Ok(mut log) = Arc::clone(&self.inner.fetches).try_lock_owned() else {
+            return Refusal::Fetching;
+        };
+        if let Some(refusal) = log.refusal(need, Instant::now(), self.inner.timing) {
+            return refusal;
         }
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             // A failure is logged and keeps the current keys.
-            let _ = inner.fetch_locked(&mut log, Need::Refresh, seen).await;
+            let _ = inner.fetch_locked(&mut log, need, seen).await;
         });
+        Refusal::Fetching
     }
 }
 
 impl Inner {
-    /// Fetches the keys for `need`, or shares the result of a fetch that ended while this
-    /// caller waited (`seen` is the generation it saw).
-    async fn fetch(&self, need: Need, seen: u64) -> Result<Arc<Cached>, Refusal> {
-        let mut log = self.fetches.lock().await;
-        self.fetch_locked(&mut log, need, seen).await
-    }
-
+    /// Fetches the keys for `need` (with the fetch lock held), or takes those of a fetch
+    /// that ended since the caller looked (`seen` is the generation it saw).
     async fn fetch_locked(
         &self,
         log: &mut FetchLog,
@@ -313,7 +338,12 @@ impl Inner {
             }
             Err(error) => {
                 let reason = error.to_string();
-                tracing::warn!(%source, error = %reason, ?need, "signing keys not fetched");
+                // Logged once per change of state: an outage is not repeated on every retry.
+                if log.failure.is_none() {
+                    tracing::warn!(%source, error = %reason, ?need, "signing keys not fetched");
+                } else {
+                    tracing::debug!(%source, error = %reason, ?need, "signing keys not fetched");
+                }
                 log.failure = Some((Instant::now(), reason.clone()));
                 Err(Refusal::Failed(reason))
             }

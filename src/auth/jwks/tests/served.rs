@@ -64,7 +64,7 @@ impl HeldKeyServer {
 }
 
 #[tokio::test]
-async fn concurrent_first_verifications_share_one_fetch() {
+async fn verifications_never_wait_for_a_held_fetch() {
     let sim = sim().await;
     let server = HeldKeyServer::start(get(&jwks_url(&sim)).await).await;
     let verifier = Arc::new(verifier_with(
@@ -72,24 +72,33 @@ async fn concurrent_first_verifications_share_one_fetch() {
         TIMING,
     ));
     let token = sim.rs256_token(&alice());
+    verifier.prefetch();
+    tokio::time::timeout(WAIT, server.first.notified())
+        .await
+        .unwrap();
+    // The key server holds the fetch: every verification meanwhile answers at once.
     let mut verifications = JoinSet::new();
     for _ in 0..8 {
         let (verifier, token) = (Arc::clone(&verifier), token.clone());
         verifications.spawn(async move { verifier.verify(&token).await });
     }
-    tokio::time::timeout(WAIT, server.first.notified())
-        .await
-        .unwrap();
-    // Let every verification reach its wait before the fetch completes.
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-    server.release.send_replace(true);
     let verdicts = tokio::time::timeout(WAIT, verifications.join_all())
         .await
         .unwrap();
-    assert_eq!(verdicts, vec![Verdict::Valid; 8]);
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| matches!(v, Verdict::Unavailable(_))),
+        "{verdicts:?}"
+    );
+    server.release.send_replace(true);
+    settled(&verifier).await;
+    assert_eq!(verify(&verifier, &token).await, Verdict::Valid);
+    assert_eq!(
+        server.accepted.load(Ordering::SeqCst),
+        1,
+        "one fetch, none per caller"
+    );
 }
 
 #[tokio::test]
@@ -100,6 +109,7 @@ async fn an_oversized_key_set_is_not_read() {
     let server = HeldKeyServer::start(Bytes::from(body)).await;
     server.release.send_replace(true);
     let verifier = verifier_with(&settings(Some(&server.url), None, None), TIMING);
+    let verifier = fetched(verifier).await;
     let verdict = verify(&verifier, &sim.rs256_token(&alice())).await;
     assert!(
         matches!(&verdict, Verdict::Unavailable(r) if r.contains("larger than")),
@@ -117,6 +127,7 @@ async fn ec_keys_verify_es256_tokens_only() {
     let server = HeldKeyServer::start(Bytes::from(jwks.to_string())).await;
     server.release.send_replace(true);
     let verifier = verifier_with(&settings(Some(&server.url), None, None), TIMING);
+    let verifier = fetched(verifier).await;
 
     let pkcs8 = pair.to_pkcs8v1().unwrap();
     let key = EncodingKey::from_ec_der(pkcs8.as_ref());
