@@ -33,11 +33,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     well_formed.then_some(token)
 }
 
-/// Whose data a token unlocks: its `sub` claim, or for a token that is not a JWT (or has no
-/// `sub`), the keyed hash of the token itself. The two never collide.
+/// Whose data a token unlocks: its `iss` and `sub` claims together (a `sub` is only unique
+/// within its issuer), or for a token that is not a JWT (or has no `sub`), the keyed hash of
+/// the token itself. The two never collide.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    /// The JWT `sub` claim.
+    /// The JWT `iss` and `sub` claims, as `{len(iss)}:{iss}{sub}` (no `iss`: an empty one),
+    /// so that no two pairs give the same text.
     Claim(Arc<str>),
     /// The keyed hash of an opaque token.
     Opaque(TokenHash),
@@ -88,6 +90,7 @@ impl NumericDate {
 
 #[derive(Deserialize)]
 struct Claims {
+    iss: Option<String>,
     sub: Option<String>,
     exp: Option<NumericDate>,
     nbf: Option<NumericDate>,
@@ -111,7 +114,10 @@ impl Token {
             };
         };
         let subject = match claims.sub {
-            Some(sub) if !sub.is_empty() => Subject::Claim(sub.into()),
+            Some(sub) if !sub.is_empty() => {
+                let iss = claims.iss.unwrap_or_default();
+                Subject::Claim(format!("{}:{iss}{sub}", iss.len()).into())
+            }
             _ => Subject::Opaque(hash),
         };
         Self {
@@ -185,7 +191,7 @@ mod tests {
             "scope": ["itwin-platform", "email"]
         }));
         let parsed = Token::parse(&token, &hasher);
-        assert_eq!(parsed.subject, Subject::Claim("alice".into()));
+        assert_eq!(parsed.subject, Subject::Claim("0:alice".into()));
         assert_eq!(parsed.client_id.as_deref(), Some("app"));
         assert!(parsed.is_current(1500));
         assert!(!parsed.is_current(2000));
@@ -202,6 +208,20 @@ mod tests {
         let parsed = Token::parse(&token, &hasher);
         assert_eq!(parsed.expires_at, Some(2000));
         assert!(parsed.has_accepted_scope(&["export:read".into()]));
+    }
+
+    #[test]
+    fn the_subject_is_issuer_and_sub_together() {
+        let hasher = TokenHasher::random().unwrap();
+        let subject = |iss: &str, sub: &str| {
+            let token = jwt(serde_json::json!({"iss": iss, "sub": sub}));
+            Token::parse(&token, &hasher).subject
+        };
+        assert_eq!(subject("https://a", "alice"), subject("https://a", "alice"));
+        assert_ne!(subject("https://a", "alice"), subject("https://b", "alice"));
+        assert_ne!(subject("ab", "c"), subject("a", "bc"));
+        let no_iss = Token::parse(&jwt(serde_json::json!({"sub": "alice"})), &hasher).subject;
+        assert_ne!(no_iss, subject("https://a", "alice"));
     }
 
     #[test]
