@@ -542,8 +542,10 @@ if part callgrind; then
     echo "|---|---|---|"
     declare -A PER_HIT
     for what in bare proxy-off proxy-on; do
+        # Each run is a subshell: a failure there prints nothing numeric, so check here.
         a=$(callgrind_ir "$what" "$N1")
         b=$(callgrind_ir "$what" "$N2")
+        [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] || die "callgrind runs of $what failed"
         PER_HIT[$what]=$(((b - a) / (N2 - N1)))
     done
     for what in bare proxy-off proxy-on; do
