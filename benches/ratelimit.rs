@@ -4,6 +4,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
 use itwin_proxy::config::{RateLimitKey, RateLimitSettings};
 use itwin_proxy::ratelimit::{BudgetKey, Budgets, Caller};
 
@@ -27,7 +28,7 @@ fn one_key(c: &mut Criterion) {
     let budgets = Budgets::new(&unlimited());
     let key = budgets.key_for(Caller::Trusted(Some("app")));
     c.bench_function("try_acquire/one_key", |b| {
-        b.iter(|| black_box(budgets.try_acquire(black_box(&key))));
+        b.iter(|| black_box(budgets.try_acquire(black_box(&key)).now_or_never()));
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -47,19 +48,24 @@ fn many_keys(c: &mut Criterion) {
         .map(|id| budgets.key_for(Caller::Trusted(Some(&format!("client-{id}")))))
         .collect();
     for key in &keys {
-        let _ = budgets.try_acquire(key);
+        let _ = budgets.try_acquire(key).now_or_never();
     }
     assert_eq!(budgets.len(), CLIENTS);
     let mut next = keys.iter().cycle();
     c.bench_function("try_acquire/10k_clients", |b| {
-        b.iter(|| black_box(next.next().map(|key| budgets.try_acquire(key))));
+        b.iter(|| {
+            black_box(
+                next.next()
+                    .map(|key| budgets.try_acquire(key).now_or_never()),
+            )
+        });
     });
     c.bench_function("key_for_and_try_acquire/10k_clients", |b| {
         let mut id = 0;
         b.iter(|| {
             id = (id + 1) % CLIENTS;
             let key = budgets.key_for(Caller::Trusted(Some(&format!("client-{id}"))));
-            black_box(budgets.try_acquire(&key))
+            black_box(budgets.try_acquire(&key).now_or_never())
         });
     });
 }

@@ -10,10 +10,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{RandomUnavailable, TokenHasher};
+use crate::cluster::{Cluster, ClusterSetupError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::{Live, LiveSetupError, Proxy};
+use crate::ratelimit::Budgets;
 use crate::server::{self, Drained, InFlight, Limits};
+
+/// How long start-up waits for the cluster's Redis to hand out its hash key.
+const HASH_KEY_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the admin listener gets to finish after the proxy listener has drained.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
@@ -35,6 +40,9 @@ pub enum StartError {
     /// No random key for token hashing.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
+    /// The Redis client of `cluster.redis_url` could not be built.
+    #[error(transparent)]
+    Cluster(#[from] ClusterSetupError),
 }
 
 /// A started proxy: its addresses, its state, and the handle that stops it.
@@ -63,13 +71,36 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     };
 
     let metrics = Arc::new(Metrics::default());
-    let live = Live::new(settings, &metrics)?;
+    let cluster = Cluster::join(
+        &settings.cluster,
+        &settings.cache,
+        settings.upstream.ca_file.as_deref(),
+        Arc::clone(&metrics),
+    )?;
+    let mut live = Live::new(settings, &metrics)?;
     if let Some(verifier) = &live.verifier {
         // In the background: the proxy serves at once, judging tokens by the upstream's
         // answers until the keys are in.
         verifier.prefetch();
     }
-    let proxy = Arc::new(Proxy::new(live, TokenHasher::random()?, metrics));
+    let proxy = match cluster {
+        None => Arc::new(Proxy::new(live, TokenHasher::random()?, metrics)),
+        Some(cluster) => {
+            live.budgets = Arc::new(Budgets::clustered(&live.settings.rate_limit, &cluster));
+            let hasher = match cluster.wait_hash_key(HASH_KEY_WAIT).await {
+                Some(key) => (TokenHasher::with_key(&key), true),
+                None => {
+                    tracing::warn!(
+                        "the cluster's Redis did not answer at start: this replica hashes \
+                         tokens with a key of its own until restarted (its token proofs are \
+                         not shared)"
+                    );
+                    (TokenHasher::random()?, false)
+                }
+            };
+            Proxy::new(live, hasher.0, metrics).with_cluster(Arc::new(cluster), hasher.1)
+        }
+    };
     let in_flight = InFlight::default();
     let (stop, stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);

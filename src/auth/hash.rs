@@ -23,6 +23,11 @@ impl fmt::Debug for TokenHash {
 }
 
 impl TokenHash {
+    /// The hash with these bytes (as another replica announced it).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The hash's bytes (for keyed names that must agree across replicas).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -115,6 +115,14 @@ impl KnownTokens {
         }
     }
 
+    /// Forgets the token with this keyed hash, as refused (another replica's upstream answer
+    /// refused it; its own `exp` is not known here, so the refusal is kept [`MAX_REMEMBER`]).
+    pub async fn forget_hash(&self, hash: &TokenHash) {
+        self.tokens.invalidate(hash).await;
+        self.trusted.invalidate(hash).await;
+        self.refused.insert(*hash, MAX_REMEMBER).await;
+    }
+
     /// Whether the upstream refused `token` since it last accepted it.
     pub async fn was_refused(&self, token: &Token) -> bool {
         self.refused.contains_key(&token.hash)
@@ -135,7 +143,7 @@ impl KnownTokens {
 
 /// How long a token may be remembered at `now`: until its `exp`, at most [`MAX_REMEMBER`];
 /// `None` once it has expired.
-fn lifetime(token: &Token, now: u64) -> Option<Duration> {
+pub fn lifetime(token: &Token, now: u64) -> Option<Duration> {
     match token.expires_at {
         Some(exp) if exp <= now => None,
         Some(exp) => Some(Duration::from_secs(exp - now).min(MAX_REMEMBER)),

@@ -8,5 +8,5 @@ mod token;
 
 pub use hash::{RandomUnavailable, TokenHash, TokenHasher};
 pub use jwks::{Verdict, Verifier, VerifierSetupError};
-pub use known::{KnownTokens, MAX_REMEMBER};
+pub use known::{KnownTokens, MAX_REMEMBER, lifetime};
 pub use token::{Subject, Token, bearer_token, epoch_now};

@@ -201,11 +201,16 @@ impl Invalidator {
     /// Evicts what `write` made stale: nothing when the upstream refused it (a 4xx or other
     /// non-success answer below 500); when it succeeded, or its outcome is unknown (no
     /// answer, or a 5xx), the pages of the iModel it touched, or every page where that is
-    /// not known.
-    pub async fn after_write(&self, write: &Write, outcome: WriteOutcome<'_>, cache: &PageCache) {
+    /// not known. Returns the purge applied, if any.
+    pub async fn after_write(
+        &self,
+        write: &Write,
+        outcome: WriteOutcome<'_>,
+        cache: &PageCache,
+    ) -> Option<Purge> {
         let body = match outcome {
             WriteOutcome::Answered { status, body } if status.is_success() => body,
-            WriteOutcome::Answered { status, .. } if !status.is_server_error() => return,
+            WriteOutcome::Answered { status, .. } if !status.is_server_error() => return None,
             WriteOutcome::Answered { .. } | WriteOutcome::Unknown => None,
         };
         let imodel_id = match write {
@@ -221,6 +226,7 @@ impl Invalidator {
         let purge = imodel_id.map_or(Purge::All, Purge::IModel);
         tracing::debug!(?write, ?purge, "write invalidates cached pages");
         cache.purge(&purge);
+        Some(purge)
     }
 }
 

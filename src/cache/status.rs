@@ -14,6 +14,12 @@ pub enum CacheStatus {
         /// Whole seconds of freshness left.
         ttl_secs: i64,
     },
+    /// Served from a fresh page another replica stored in the cluster's shared tier (copied
+    /// into this one's memory on the way).
+    Shared {
+        /// Whole seconds of freshness left.
+        ttl_secs: i64,
+    },
     /// Served from a page past its freshness, because the upstream failed or was paused, the
     /// budget had no permit now, or a refresh runs behind it (`stale-while-revalidate`).
     Stale {
@@ -39,6 +45,9 @@ impl CacheStatus {
     pub fn header_value(&self) -> HeaderValue {
         let text = match self {
             Self::Hit { ttl_secs } => format!("{CACHE_NAME}; hit; ttl={ttl_secs}"),
+            Self::Shared { ttl_secs } => {
+                format!("{CACHE_NAME}; hit; ttl={ttl_secs}; detail=shared")
+            }
             Self::Stale { ttl_secs } => {
                 format!("{CACHE_NAME}; hit; ttl={ttl_secs}; detail=stale")
             }
@@ -55,6 +64,7 @@ impl CacheStatus {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Hit { .. } => "hit",
+            Self::Shared { .. } => "shared",
             Self::Stale { .. } => "stale",
             Self::Miss { .. } => "miss",
             Self::Request => "request",
@@ -91,5 +101,11 @@ mod tests {
             "itwin-proxy; fwd=bypass"
         );
         assert_eq!(CacheStatus::Request.label(), "request");
+        let shared = CacheStatus::Shared { ttl_secs: 7 };
+        assert_eq!(
+            shared.header_value(),
+            "itwin-proxy; hit; ttl=7; detail=shared"
+        );
+        assert_eq!(shared.label(), "shared");
     }
 }

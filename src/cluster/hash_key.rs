@@ -11,13 +11,24 @@ use super::link::Link;
 /// Length of the key in bytes.
 pub const HASH_KEY_LEN: usize = 32;
 
-/// The cluster's key: the one in Redis, or a fresh random one stored there if there is none
-/// yet (`SET NX`, so concurrent replicas agree on the first).
-pub async fn adopt_hash_key(link: &Link, keys: &Keys) -> Result<[u8; HASH_KEY_LEN], ClusterError> {
-    let mut fresh = [0u8; HASH_KEY_LEN];
-    SystemRandom::new()
-        .fill(&mut fresh)
-        .map_err(|_| ClusterError::Malformed("no random key"))?;
+/// The cluster's key: the one in Redis, or else `offered` (the key this replica already
+/// uses) or a fresh random one, stored there (`SET NX`, so concurrent replicas agree on the
+/// first).
+pub async fn adopt_hash_key(
+    link: &Link,
+    keys: &Keys,
+    offered: Option<[u8; HASH_KEY_LEN]>,
+) -> Result<[u8; HASH_KEY_LEN], ClusterError> {
+    let fresh = match offered {
+        Some(key) => key,
+        None => {
+            let mut fresh = [0u8; HASH_KEY_LEN];
+            SystemRandom::new()
+                .fill(&mut fresh)
+                .map_err(|_| ClusterError::Malformed("no random key"))?;
+            fresh
+        }
+    };
     let name = keys.hash_key();
     let stored: Vec<u8> = link
         .call(|mut conn| async move {

@@ -53,8 +53,15 @@ pub struct Cluster {
     proofs: SharedProofs,
     pages: Option<SharedPages>,
     sync: Invalidations,
-    hash_key: Arc<ArcSwapOption<[u8; HASH_KEY_LEN]>>,
+    hash_key: Arc<ArcSwapOption<Adopted>>,
     replicas_hint: u32,
+}
+
+/// The cluster's hash key and the page namer keyed with it.
+#[derive(Debug)]
+struct Adopted {
+    key: [u8; HASH_KEY_LEN],
+    namer: PageNamer,
 }
 
 impl Cluster {
@@ -122,12 +129,20 @@ impl Cluster {
     }
 
     /// The cluster's token-hash key, once adopted.
-    pub fn hash_key(&self) -> Option<Arc<[u8; HASH_KEY_LEN]>> {
-        self.hash_key.load_full()
+    pub fn hash_key(&self) -> Option<[u8; HASH_KEY_LEN]> {
+        self.hash_key.load().as_ref().map(|adopted| adopted.key)
+    }
+
+    /// Names pages with the cluster's hash key, once adopted.
+    pub fn page_namer(&self) -> Option<PageNamer> {
+        self.hash_key
+            .load()
+            .as_ref()
+            .map(|adopted| adopted.namer.clone())
     }
 
     /// Waits, at most `wait`, for the cluster's hash key.
-    pub async fn wait_hash_key(&self, wait: Duration) -> Option<Arc<[u8; HASH_KEY_LEN]>> {
+    pub async fn wait_hash_key(&self, wait: Duration) -> Option<[u8; HASH_KEY_LEN]> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(key) = self.hash_key() {
@@ -153,22 +168,36 @@ pub fn page_keep(cache: &CacheSettings) -> Duration {
         .saturating_add(cache.stale_if_error.max(cache.stale_while_revalidate))
 }
 
-/// Adopts the cluster's hash key the first time the link is up (retrying while it fails).
-async fn adopt_when_up(link: Link, keys: Keys, slot: Arc<ArcSwapOption<[u8; HASH_KEY_LEN]>>) {
+/// Adopts the cluster's hash key the first time the link is up (retrying while it fails),
+/// then offers it again at every reconnection, so that a Redis that lost its data (a restart
+/// without persistence) hands the same key to replicas that join later.
+async fn adopt_when_up(link: Link, keys: Keys, slot: Arc<ArcSwapOption<Adopted>>) {
     let mut state = link.watch();
     loop {
         if state.wait_for(|up| *up).await.is_err() {
             return;
         }
-        match hash_key::adopt_hash_key(&link, &keys).await {
-            Ok(key) => {
-                slot.store(Some(Arc::new(key)));
-                return;
+        let offered = slot.load().as_ref().map(|adopted| adopted.key);
+        match hash_key::adopt_hash_key(&link, &keys, offered).await {
+            Ok(key) if offered.is_none() => {
+                let namer = PageNamer::new(&key);
+                slot.store(Some(Arc::new(Adopted { key, namer })));
             }
+            Ok(key) if Some(key) != offered => {
+                tracing::warn!(
+                    "the cluster's hash key changed while this replica was away: its proofs \
+                     and pages are not shared until it restarts"
+                );
+            }
+            Ok(_) => {}
             Err(error) => {
                 tracing::debug!(%error, "cannot adopt the cluster's hash key yet");
                 tokio::time::sleep(link::PROBE_INTERVAL).await;
+                continue;
             }
+        }
+        if state.wait_for(|up| !*up).await.is_err() {
+            return;
         }
     }
 }

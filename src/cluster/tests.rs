@@ -230,15 +230,27 @@ async fn replicas_adopt_one_hash_key() {
     let keys = Keys::new(&prefix);
     let (a, b) = (link(&prefix).await, link(&prefix).await);
     let (first, second) = tokio::join!(
-        hash_key::adopt_hash_key(&a, &keys),
-        hash_key::adopt_hash_key(&b, &keys)
+        hash_key::adopt_hash_key(&a, &keys, None),
+        hash_key::adopt_hash_key(&b, &keys, None)
     );
-    assert_eq!(first.unwrap(), second.unwrap());
-    let other = hash_key::adopt_hash_key(&a, &Keys::new(&format!("{prefix}-other"))).await;
-    assert_ne!(
-        other.unwrap(),
-        hash_key::adopt_hash_key(&a, &keys).await.unwrap()
-    );
+    let first = first.unwrap();
+    assert_eq!(first, second.unwrap());
+    let other_keys = Keys::new(&format!("{prefix}-other"));
+    let other = hash_key::adopt_hash_key(&a, &other_keys, None)
+        .await
+        .unwrap();
+    assert_ne!(other, first);
+    // A key offered again (after Redis lost it) is the one kept; a stored one wins.
+    let offered = Some([9u8; HASH_KEY_LEN]);
+    let fresh_keys = Keys::new(&format!("{prefix}-fresh"));
+    let kept = hash_key::adopt_hash_key(&b, &fresh_keys, offered)
+        .await
+        .unwrap();
+    assert_eq!(kept, [9u8; HASH_KEY_LEN]);
+    let stored = hash_key::adopt_hash_key(&a, &other_keys, offered)
+        .await
+        .unwrap();
+    assert_eq!(stored, other);
 }
 
 /// Collects what a follower hears.

@@ -52,7 +52,7 @@ pub(crate) async fn authenticate(
     token: &Token,
     now: u64,
 ) -> Result<Identity, ProxyError> {
-    if proxy.known.is_known(token, now).await {
+    if proxy.known.is_known(token, now).await || proxy.proven_elsewhere(token, now).await {
         return Ok(Identity {
             known: true,
             trusted: true,

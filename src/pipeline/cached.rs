@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::authenticate::authenticate;
 use super::forward::{self, Draw, Outbound, Wait};
 use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
+use super::shared::Start;
 use super::{Live, Proxy, RequestContext};
 use crate::auth::{Token, TokenHash, bearer_token, epoch_now};
 use crate::body::{self, ProxyBody};
@@ -42,6 +43,8 @@ pub(crate) struct Fetched {
     /// Set when the fill found the page already stored (another fill stored it meanwhile):
     /// its freshness left and age, in whole seconds.
     hit: Option<(i64, u64)>,
+    /// Whether that page came from another replica, through the shared tier.
+    shared: bool,
     upstream_latency: Option<std::time::Duration>,
     status: StatusCode,
     headers: HeaderMap,
@@ -250,6 +253,7 @@ pub(crate) async fn serve(
     if let Some((ttl_secs, age_secs)) = fetched.hit {
         ctx.cache = Some(match role {
             Role::Follower => CacheStatus::Collapsed,
+            Role::Leader if fetched.shared => CacheStatus::Shared { ttl_secs },
             Role::Leader => CacheStatus::Hit { ttl_secs },
         });
         let mut response = fetched_response(&fetched)
@@ -307,6 +311,7 @@ async fn fill(
     {
         return Ok(Arc::new(Fetched {
             hit: Some((held.ttl_secs, held.age_secs)),
+            shared: false,
             upstream_latency: None,
             status: StatusCode::OK,
             headers: held.page.headers.clone(),
@@ -314,6 +319,26 @@ async fn fill(
             stored: false,
         }));
     }
+    let claim = match storable {
+        true => {
+            let may_reuse = reuse_fresh && proxy.known.is_known(&token, epoch_now()).await;
+            match proxy.start_fill(&live, &key, epoch, may_reuse).await {
+                Start::Shared(held) => {
+                    return Ok(Arc::new(Fetched {
+                        hit: Some((held.ttl_secs, held.age_secs)),
+                        shared: true,
+                        upstream_latency: None,
+                        status: StatusCode::OK,
+                        headers: held.page.headers.clone(),
+                        body: FetchedBody::Whole(held.page.body.clone()),
+                        stored: false,
+                    }));
+                }
+                Start::Fill(claim) => claim,
+            }
+        }
+        false => None,
+    };
     let mut ctx = RequestContext::default();
     let response = forward::call(&proxy, &live, &draw, &outbound, None, wait, &mut ctx).await?;
     let (mut parts, incoming) = response.into_parts();
@@ -324,7 +349,7 @@ async fn fill(
         parts.status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     ) {
-        proxy.known.forget(&token, now).await;
+        proxy.forget_token(&token, now).await;
     }
 
     let limit = live.settings.upstream.max_rewrite_bytes;
@@ -334,10 +359,11 @@ async fn fill(
         Buffered::Complete(body) => body,
         Buffered::Partial(rest) => {
             if accepted {
-                proxy.known.remember(&token, now).await;
+                proxy.remember_token(&token, now).await;
             }
             return Ok(Arc::new(Fetched {
                 hit: None,
+                shared: false,
                 upstream_latency: ctx.upstream_latency,
                 status: parts.status,
                 headers: parts.headers,
@@ -356,16 +382,23 @@ async fn fill(
         proxy.invalidator.learn_from_page(&body).await;
     }
     let storable = storable && parts.status == StatusCode::OK && !encoded(&parts.headers);
-    let stored = storable && {
-        let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
-        proxy.cache.store(key, page, epoch).await
-    };
+    let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
+    let copy = claim.as_ref().map(|_| CachedPage {
+        headers: page.headers.clone(),
+        body: page.body.clone(),
+        stored_at: page.stored_at,
+    });
+    let stored = storable && proxy.cache.store(key, page, epoch).await;
+    if let Some(claim) = claim {
+        claim.finish(copy.as_ref().filter(|_| stored)).await;
+    }
     // Only now, with the page in place: a request that sees the token known-valid finds it.
     if accepted {
-        proxy.known.remember(&token, now).await;
+        proxy.remember_token(&token, now).await;
     }
     Ok(Arc::new(Fetched {
         hit: None,
+        shared: false,
         upstream_latency: ctx.upstream_latency,
         status: parts.status,
         headers: parts.headers,

@@ -177,12 +177,15 @@ pub(crate) async fn call(
         {
             live.budgets.charge(app);
         }
-        let pause = live.budgets.observe_response(
-            draw.paused_budget(),
-            response.status(),
-            response.headers(),
-            SystemTime::now(),
-        );
+        let pause = live
+            .budgets
+            .observe_response(
+                draw.paused_budget(),
+                response.status(),
+                response.headers(),
+                SystemTime::now(),
+            )
+            .await;
         let Some(pause) = pause else {
             return Ok(response);
         };
@@ -229,7 +232,7 @@ async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, wait: Wait) -> Result<()
             let _queued = proxy.metrics.queued();
             budgets.acquire(&draw.key).await
         }
-        None => budgets.try_acquire(&draw.key),
+        None => budgets.try_acquire(&draw.key).await,
     };
     match admission {
         Ok(Admission::Immediate) => Ok(()),

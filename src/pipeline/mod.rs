@@ -17,6 +17,7 @@ mod forward;
 mod guard;
 mod relay;
 mod reload;
+mod shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::auth::{
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestLabels, method_label};
@@ -120,6 +122,10 @@ pub struct Proxy {
     known: KnownTokens,
     hasher: TokenHasher,
     metrics: Arc<Metrics>,
+    /// The cluster this replica belongs to, with `cluster.redis_url`.
+    cluster: Option<Arc<Cluster>>,
+    /// Whether `hasher` uses the cluster's key, so token hashes agree with other replicas'.
+    shared_hashing: bool,
 }
 
 impl Proxy {
@@ -134,7 +140,22 @@ impl Proxy {
             known: KnownTokens::default(),
             hasher,
             metrics,
+            cluster: None,
+            shared_hashing: false,
         }
+    }
+
+    /// The same proxy as a replica of `cluster`: budgets, proofs (when `shared_hashing`:
+    /// its hasher uses the cluster's key), pages and invalidations shared through it. Follows
+    /// the other replicas' invalidations from now on.
+    pub fn with_cluster(self, cluster: Arc<Cluster>, shared_hashing: bool) -> Arc<Self> {
+        let proxy = Arc::new(Self {
+            cluster: Some(cluster),
+            shared_hashing,
+            ..self
+        });
+        proxy.follow_cluster();
+        proxy
     }
 
     /// The settings-derived state that requests starting now use.
@@ -254,9 +275,13 @@ impl Proxy {
                 status: relayed.response.status(),
                 body: relayed.body.as_deref(),
             });
-            self.invalidator
+            let purge = self
+                .invalidator
                 .after_write(&write, outcome, &self.cache)
                 .await;
+            if let Some(purge) = purge {
+                self.announce(&purge).await;
+            }
         } else if let Some(relayed) = relayed
             && relayed.response.status() == StatusCode::OK
             && method == Method::GET
@@ -288,7 +313,7 @@ impl Proxy {
         let response = forward::call(self, live, &draw, &outbound, body, Wait::Yes, ctx).await?;
         if let Some(token) = &token {
             match response.status().as_u16() {
-                401 | 403 => self.known.forget(token, epoch_now()).await,
+                401 | 403 => self.forget_token(token, epoch_now()).await,
                 200..=299 if !trusted => self.known.trust(token, epoch_now()).await,
                 _ => {}
             }

@@ -57,6 +57,7 @@ impl Proxy {
             "cache.max_bytes",
         );
         note(before.log != after.log, "log");
+        note(before.cluster != after.cluster, "cluster");
 
         // The budgets stay: what they spent and their pauses carry over, new rates apply.
         if before.rate_limit != after.rate_limit {

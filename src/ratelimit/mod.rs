@@ -34,6 +34,7 @@ mod limits;
 mod pause;
 mod registry;
 mod retry_after;
+mod shared;
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::MutexGuard;
 use tokio::time::{Instant, sleep_until};
 
+use crate::cluster::Cluster;
 use crate::config::{RateLimitKey, RateLimitSettings};
 use budget::{Budget, Ticket, Wait};
 use clock::{HORIZON, after};
@@ -69,6 +71,10 @@ pub const MAX_CLIENT_BUDGETS: usize = 16_384;
 pub struct Budgets {
     registry: Registry,
     policy: Mutex<Policy>,
+    /// With a cluster: the budgets in Redis, which decide while Redis answers (the local
+    /// ones then hold 1/`replicas_hint` of every rate, for when it does not).
+    shared: Option<shared::Shared>,
+    replicas: u32,
 }
 
 /// The settings read on every call; swapped whole by a reload.
@@ -165,6 +171,25 @@ impl Budgets {
         Self {
             registry: Registry::new(Limits::new(settings), Limits::unverified(settings)),
             policy: Mutex::new(Policy::new(settings)),
+            shared: None,
+            replicas: 1,
+        }
+    }
+
+    /// Budgets shared by every replica of `cluster`: drawn from Redis while it answers, else
+    /// from local budgets of 1/`cluster.replicas_hint` of every rate and burst.
+    pub fn clustered(settings: &RateLimitSettings, cluster: &Cluster) -> Self {
+        let replicas = cluster.replicas_hint();
+        let local = shared::share_of(settings, replicas);
+        Self {
+            registry: Registry::new(Limits::new(&local), Limits::unverified(&local)),
+            policy: Mutex::new(Policy::new(settings)),
+            shared: Some(shared::Shared::new(
+                cluster.budgets().clone(),
+                cluster.link().clone(),
+                settings,
+            )),
+            replicas,
         }
     }
 
@@ -175,7 +200,11 @@ impl Budgets {
     /// Follows new settings from now on: every budget keeps the permits it has spent (they
     /// replenish at the new rate) and its pause.
     pub fn reconfigure(&self, settings: &RateLimitSettings) {
-        let limits = (Limits::new(settings), Limits::unverified(settings));
+        if let Some(shared) = &self.shared {
+            shared.reconfigure(settings);
+        }
+        let local = shared::share_of(settings, self.replicas);
+        let limits = (Limits::new(&local), Limits::unverified(&local));
         let mut policy = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
         *policy = Policy::new(settings);
         self.registry.reconfigure(limits.0, limits.1);
@@ -199,7 +228,13 @@ impl Budgets {
     /// cannot be due in time. Cancel-safe: dropping the future gives up the place in line.
     pub async fn acquire(&self, key: &BudgetKey) -> Result<Admission, Rejection> {
         let start = Instant::now();
-        let deadline = after(start, self.policy().max_wait);
+        let max_wait = self.policy().max_wait;
+        if let Some(shared) = &self.shared
+            && let Some(decided) = shared.acquire(key, max_wait).await
+        {
+            return self.mirror(key, decided);
+        }
+        let deadline = after(start, max_wait);
         let budget = self.registry.budget(key);
         let ticket = budget.join();
         let (turn, mut waited) = match budget.try_turn() {
@@ -227,7 +262,12 @@ impl Budgets {
 
     /// Takes a permit only if one is available now, nobody is in line and no pause is on
     /// (for when a stale page could be served instead of waiting).
-    pub fn try_acquire(&self, key: &BudgetKey) -> Result<Admission, Rejection> {
+    pub async fn try_acquire(&self, key: &BudgetKey) -> Result<Admission, Rejection> {
+        if let Some(shared) = &self.shared
+            && let Some(decided) = shared.acquire(key, Duration::ZERO).await
+        {
+            return self.mirror(key, decided);
+        }
         let budget = self.registry.budget(key);
         let now = Instant::now();
         let Ok(turn) = budget.try_turn() else {
@@ -245,15 +285,38 @@ impl Budgets {
     /// the budget may go into debt, and its next calls wait for it. For a call that drew from
     /// the unverified budget and turned out to be its app's.
     pub fn charge(&self, key: &BudgetKey) {
+        if let Some(shared) = &self.shared {
+            shared.charge(key);
+        }
         self.registry.budget(key).charge(Instant::now());
+    }
+
+    /// A shared decision, whose pause (met by another replica) the local budget learns too,
+    /// so it holds should Redis go away.
+    fn mirror(
+        &self,
+        key: &BudgetKey,
+        decided: Result<Admission, Rejection>,
+    ) -> Result<Admission, Rejection> {
+        if let Err(rejection) = &decided
+            && rejection.paused
+        {
+            let max_pause = self.policy().max_pause;
+            let ask = Ask::PauseFor(rejection.retry_after);
+            self.registry
+                .budget(key)
+                .observe(ask, Instant::now(), max_pause);
+        }
+        decided
     }
 
     /// Feeds an upstream answer. A 429 (with a usable Retry-After, or the default pause of 1 s
     /// doubling on repeats) or a 503 with a usable Retry-After pauses the budget, capped by
     /// `max_pause`, and returns the pause now in force (`None` if e.g. `Retry-After: 0`). A
     /// 2xx ends the doubling streak; other answers do nothing. Both return `None`. `now` is
-    /// the wall clock, for HTTP-dates.
-    pub fn observe_response(
+    /// the wall clock, for HTTP-dates. With a cluster, the pause reaches every replica
+    /// before this returns.
+    pub async fn observe_response(
         &self,
         key: &BudgetKey,
         status: StatusCode,
@@ -262,6 +325,9 @@ impl Budgets {
     ) -> Option<Duration> {
         let ask = Ask::of(status, headers, now);
         let max_pause = self.policy().max_pause;
+        if let Some(shared) = &self.shared {
+            shared.observe(key, ask, max_pause).await;
+        }
         let budget = match ask {
             Ask::Nothing => return None,
             Ask::EndStreak => {

@@ -156,12 +156,12 @@ async fn max_wait_zero_never_waits() {
     let key = budgets.key_for(Caller::Trusted(Some("app")));
     let start = Instant::now();
     assert_eq!(acquire(&budgets, &key).await, Ok(Admission::Immediate));
-    assert_eq!(budgets.try_acquire(&key), Ok(Admission::Immediate));
+    assert_eq!(budgets.try_acquire(&key).await, Ok(Admission::Immediate));
     let Err(rejection) = acquire(&budgets, &key).await else {
         panic!("the burst of 2 is spent");
     };
     assert_eq!(rejection.retry_after_secs(), 1);
-    assert!(budgets.try_acquire(&key).is_err());
+    assert!(budgets.try_acquire(&key).await.is_err());
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
@@ -177,7 +177,7 @@ async fn try_acquire_never_jumps_the_line() {
     tokio::task::yield_now().await;
     advance(Duration::from_secs(9)).await;
     // The head waits until 10 s; whoever stands behind it gets the permit after that.
-    let Err(rejection) = budgets.try_acquire(&key) else {
+    let Err(rejection) = budgets.try_acquire(&key).await else {
         panic!("someone is in line");
     };
     assert!(about(rejection.retry_after, Duration::from_secs(11)));
@@ -203,9 +203,9 @@ async fn client_budgets_are_independent() {
         budgets.key_for(Caller::Trusted(Some("b"))),
     );
     assert_ne!(a, b);
-    assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
-    assert!(budgets.try_acquire(&a).is_err());
-    assert_eq!(budgets.try_acquire(&b), Ok(Admission::Immediate));
+    assert_eq!(budgets.try_acquire(&a).await, Ok(Admission::Immediate));
+    assert!(budgets.try_acquire(&a).await.is_err());
+    assert_eq!(budgets.try_acquire(&b).await, Ok(Admission::Immediate));
     assert_eq!(budgets.len(), 2);
 }
 
@@ -215,15 +215,20 @@ async fn tokens_without_client_id_share_one_budget() {
     let anonymous = budgets.key_for(Caller::Trusted(None));
     assert_eq!(budgets.key_for(Caller::Trusted(Some(""))), anonymous);
     assert_ne!(budgets.key_for(Caller::Trusted(Some("a"))), anonymous);
-    assert_eq!(budgets.try_acquire(&anonymous), Ok(Admission::Immediate));
+    assert_eq!(
+        budgets.try_acquire(&anonymous).await,
+        Ok(Admission::Immediate)
+    );
     assert!(
         budgets
             .try_acquire(&budgets.key_for(Caller::Trusted(Some(""))))
+            .await
             .is_err()
     );
     assert!(
         budgets
             .try_acquire(&budgets.key_for(Caller::Trusted(Some("a"))))
+            .await
             .is_ok()
     );
 }
@@ -237,15 +242,17 @@ async fn global_key_shares_one_budget() {
     let a = budgets.key_for(Caller::Trusted(Some("a")));
     assert_eq!(a, budgets.key_for(Caller::Trusted(Some("b"))));
     assert_eq!(a, budgets.key_for(Caller::Trusted(None)));
-    assert!(budgets.try_acquire(&a).is_ok());
+    assert!(budgets.try_acquire(&a).await.is_ok());
     assert!(
         budgets
             .try_acquire(&budgets.key_for(Caller::Trusted(Some("b"))))
+            .await
             .is_ok()
     );
     assert!(
         budgets
             .try_acquire(&budgets.key_for(Caller::Trusted(None)))
+            .await
             .is_err()
     );
     assert_eq!(budgets.len(), 0);
@@ -255,24 +262,25 @@ async fn global_key_shares_one_budget() {
 async fn a_flood_of_client_ids_stays_bounded() {
     let budgets = Budgets::new(&settings(1.0, 1, Duration::ZERO));
     let real = budgets.key_for(Caller::Trusted(Some("real")));
-    assert!(budgets.try_acquire(&real).is_ok());
+    assert!(budgets.try_acquire(&real).await.is_ok());
     let mut admitted = 0;
     for id in 0..100_000 {
         let key = budgets.key_for(Caller::Trusted(Some(&format!("forged-{id}"))));
-        admitted += usize::from(budgets.try_acquire(&key).is_ok());
+        admitted += usize::from(budgets.try_acquire(&key).await.is_ok());
         assert!(budgets.len() <= MAX_CLIENT_BUDGETS);
     }
     assert_eq!(budgets.len(), MAX_CLIENT_BUDGETS);
     // Past the cap, the flood shares one overflow budget (of one permit here).
     assert_eq!(admitted, MAX_CLIENT_BUDGETS);
     assert!(
-        budgets.try_acquire(&real).is_err(),
+        budgets.try_acquire(&real).await.is_err(),
         "the real client kept its state"
     );
     advance(Duration::from_secs(1)).await;
     assert!(
         budgets
             .try_acquire(&budgets.key_for(Caller::Trusted(Some("newcomer"))))
+            .await
             .is_ok()
     );
     assert_eq!(budgets.len(), 1, "replenished budgets were swept out");
@@ -355,11 +363,17 @@ async fn untrusted_calls_share_one_budget_whatever_they_claim() {
     assert!(untrusted.is_unverified());
     let app = budgets.key_for(Caller::Trusted(Some("app")));
     assert!(!app.is_unverified());
-    assert_eq!(budgets.try_acquire(&untrusted), Ok(Admission::Immediate));
-    assert_eq!(budgets.try_acquire(&untrusted), Ok(Admission::Immediate));
-    assert!(budgets.try_acquire(&untrusted).is_err());
     assert_eq!(
-        budgets.try_acquire(&app),
+        budgets.try_acquire(&untrusted).await,
+        Ok(Admission::Immediate)
+    );
+    assert_eq!(
+        budgets.try_acquire(&untrusted).await,
+        Ok(Admission::Immediate)
+    );
+    assert!(budgets.try_acquire(&untrusted).await.is_err());
+    assert_eq!(
+        budgets.try_acquire(&app).await,
         Ok(Admission::Immediate),
         "untouched"
     );
@@ -383,29 +397,31 @@ async fn a_reconfigure_keeps_spent_permits_and_pauses() {
         budgets.key_for(Caller::Trusted(Some("b"))),
     );
     for _ in 0..3 {
-        assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
+        assert_eq!(budgets.try_acquire(&a).await, Ok(Admission::Immediate));
     }
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from_static("30"),
     );
-    budgets.observe_response(
-        &b,
-        StatusCode::TOO_MANY_REQUESTS,
-        &headers,
-        SystemTime::now(),
-    );
+    budgets
+        .observe_response(
+            &b,
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            SystemTime::now(),
+        )
+        .await;
     // Half the rate, a longer max_wait: the three permits of `a` stay spent and now
     // replenish every 2 s; `b` stays paused.
     budgets.reconfigure(&settings(0.5, 3, Duration::from_secs(1)));
-    let Err(rejection) = budgets.try_acquire(&a) else {
+    let Err(rejection) = budgets.try_acquire(&a).await else {
         panic!("the spent permits were forgotten");
     };
     assert!(about(rejection.retry_after, Duration::from_secs(2)));
     assert_eq!(budgets.pause_remaining(&b), Some(Duration::from_secs(30)));
-    assert!(budgets.try_acquire(&b).is_err_and(|r| r.paused));
+    assert!(budgets.try_acquire(&b).await.is_err_and(|r| r.paused));
     advance(Duration::from_secs(2)).await;
-    assert_eq!(budgets.try_acquire(&a), Ok(Admission::Immediate));
-    assert!(budgets.try_acquire(&a).is_err());
+    assert_eq!(budgets.try_acquire(&a).await, Ok(Admission::Immediate));
+    assert!(budgets.try_acquire(&a).await.is_err());
 }

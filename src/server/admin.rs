@@ -51,7 +51,7 @@ pub async fn handle(
         }
         (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
             Ok(purge) => {
-                let purged = proxy.cache().purge(&purge);
+                let purged = proxy.purge(&purge).await;
                 tracing::info!(?purge, purged, "cache purged");
                 json(
                     StatusCode::OK,
