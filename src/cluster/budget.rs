@@ -59,8 +59,9 @@ impl Window {
 
 impl SharedLimits {
     /// `requests_per_second` (fractional allowed) with `burst`, and when `requests_per_hour`
-    /// is set an hourly window of burst `b` (the per-second burst, less than `n`) and one
-    /// permit every `3600 s / (n - b)`, so that no 3,600 s window holds more than `n`.
+    /// is set an hourly window holding `b = min(burst, n)` and one permit a little more than
+    /// every `3600 s / (n - b + 1)`, so that no 3,600 s window holds more than `n` (as the
+    /// local budgets do).
     pub fn new(requests_per_second: f64, burst: u32, requests_per_hour: Option<u32>) -> Self {
         let period = if requests_per_second > 0.0 {
             Duration::try_from_secs_f64(requests_per_second.recip()).unwrap_or(MAX_PERIOD)
@@ -69,15 +70,12 @@ impl SharedLimits {
         };
         let per_second = Window::new(period.min(MAX_PERIOD), burst);
         let per_hour = requests_per_hour.filter(|n| *n > 0).map(|n| {
-            let hourly_burst = burst.min(n.saturating_sub(1)).max(1);
-            let spread = n.saturating_sub(hourly_burst).max(1);
-            // Rounded up, so the window never gives more than n.
-            let interval_us = HOUR.as_micros().div_ceil(u128::from(spread));
+            let hourly_burst = burst.clamp(1, n);
+            let steps = u128::from(n - hourly_burst + 1);
+            // Strictly more than 3600 s / steps: after the first b permits of a span, its
+            // steps-th further permit falls past 3600 s.
+            let interval_us = HOUR.as_micros() / steps + 1;
             let interval = Duration::from_micros(u64::try_from(interval_us).unwrap_or(u64::MAX));
-            let interval = match n {
-                1 => HOUR + Duration::from_micros(1),
-                _ => interval,
-            };
             Window::new(interval, hourly_burst)
         });
         Self {
@@ -238,16 +236,16 @@ mod tests {
     fn windows_follow_the_settings() {
         let limits = SharedLimits::new(8.0, 10, None);
         assert_eq!(limits.args(), [125_000, 1_125_000, 0, 0]);
-        // Trial: 5000 an hour with a burst of 10: one permit every 3600 s / 4990.
+        // Trial: 5000 an hour with a burst of 10: one permit every 3600 s / 4991, and a bit.
         let hourly = SharedLimits::new(8.0, 10, Some(5000));
         let [_, _, interval, tolerance] = hourly.args();
-        assert_eq!(interval, 721_443);
-        assert_eq!(tolerance, 9 * 721_443);
-        // At most n in any hour: the burst plus one per interval.
-        assert!(10 + 3_600_000_000 / interval <= 5000);
+        assert_eq!(interval, 721_299);
+        assert_eq!(tolerance, 9 * 721_299);
+        // At most n in any hour: the burst, then 4991 intervals reach past the hour.
+        assert!(4991 * interval > 3_600_000_000 && 4990 * interval < 3_600_000_000);
         let tiny = SharedLimits::new(1.0, 10, Some(3));
         let [_, _, interval, tolerance] = tiny.args();
-        assert_eq!((interval, tolerance), (3_600_000_000, 3_600_000_000));
+        assert_eq!((interval, tolerance), (3_600_000_001, 7_200_000_002));
         let one = SharedLimits::new(1.0, 10, Some(1));
         assert_eq!(one.args()[2..], [3_600_000_001, 0]);
         let slow = SharedLimits::new(0.0, 1, None);

@@ -109,9 +109,9 @@ async fn one_budget_across_replicas() {
 async fn hourly_window_caps_the_hour() {
     let prefix = prefix("hourly");
     let budgets = SharedBudgets::new(link(&prefix).await, Keys::new(&prefix));
-    // 3 an hour with a per-second burst of 10: a burst of 2, then one every 3600 s.
+    // 3 an hour with a per-second burst of 10: all 3 at once, then one past every 3600 s.
     let limits = SharedLimits::new(100.0, 10, Some(3));
-    for _ in 0..2 {
+    for _ in 0..3 {
         let decision = budgets.take("app", &limits, secs(1.0)).await.unwrap();
         assert!(
             matches!(decision, Decision::Granted(wait) if wait < secs(0.1)),
