@@ -48,6 +48,16 @@ pub enum WriteOutcome<'a> {
 }
 
 impl Write {
+    /// What kind of write it is, for the log.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::CreateConnection => "create connection",
+            Self::DeleteConnection(_) => "delete connection",
+            Self::StartRun(_) => "start run",
+            Self::Other => "other",
+        }
+    }
+
     /// The write a request is, if any (`path` without query, public prefix stripped). The
     /// path is read as a server may read it: repeated `/` as one, percent-encoded unreserved
     /// characters decoded (`%63` is `c`), words ignoring ASCII case, a trailing `/` allowed.
@@ -224,7 +234,7 @@ impl Invalidator {
             Write::Other => None,
         };
         let purge = imodel_id.map_or(Purge::All, Purge::IModel);
-        tracing::debug!(?write, ?purge, "write invalidates cached pages");
+        tracing::debug!(write = write.label(), %purge, "write invalidates cached pages");
         cache.purge(&purge);
         Some(purge)
     }

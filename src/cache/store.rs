@@ -113,6 +113,16 @@ pub enum Purge {
     IModel(String),
 }
 
+/// How a purge reads in a log line: `all`, or `imodel <id>`.
+impl std::fmt::Display for Purge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::IModel(id) => write!(f, "imodel {id}"),
+        }
+    }
+}
+
 impl std::fmt::Debug for PageCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PageCache")

@@ -7,6 +7,7 @@
 //! with that same token share one upstream call, never one made with another token.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -79,6 +80,9 @@ struct Target {
     /// Whether a fresh page stored meanwhile may be served instead of calling the upstream
     /// (not for a request that asked for `no-cache`).
     reuse_fresh: bool,
+    /// Where the fill leaves the time its upstream call took (microseconds), so that the
+    /// request that started it can log it even when the call failed.
+    upstream_micros: Arc<AtomicU64>,
 }
 
 /// What a fill may do with its answer, and what its requests fall back on.
@@ -174,6 +178,7 @@ pub(crate) async fn serve(
                     key: key.clone(),
                     epoch,
                     reuse_fresh: true,
+                    upstream_micros: Arc::default(),
                 },
                 Fallback::Stale,
             );
@@ -215,6 +220,7 @@ pub(crate) async fn serve(
         (None, true) => Fallback::Store,
         (None, false) => Fallback::None,
     };
+    let upstream_micros = Arc::new(AtomicU64::new(0));
     let fill = fill(
         Arc::clone(proxy),
         Arc::clone(live),
@@ -225,6 +231,7 @@ pub(crate) async fn serve(
             key,
             epoch: ctx.epoch,
             reuse_fresh: !no_cache,
+            upstream_micros: Arc::clone(&upstream_micros),
         },
         fallback,
     )
@@ -243,6 +250,12 @@ pub(crate) async fn serve(
             ttl_secs: held.ttl_secs,
         });
         return Ok(hit_response(held));
+    }
+    if role == Role::Leader && outcome.is_err() {
+        let micros = upstream_micros.load(Ordering::Relaxed);
+        if micros > 0 {
+            ctx.add_upstream_latency(std::time::Duration::from_micros(micros));
+        }
     }
     let fetched = outcome?;
     if role == Role::Leader
@@ -297,6 +310,7 @@ async fn fill(
         key,
         epoch,
         reuse_fresh,
+        upstream_micros,
     }: Target,
     fallback: Fallback,
 ) -> FillOutcome {
@@ -340,8 +354,12 @@ async fn fill(
         false => None,
     };
     let mut ctx = RequestContext::default();
-    let response = forward::call(&proxy, &live, &draw, &outbound, None, wait, &mut ctx).await?;
-    let (mut parts, incoming) = response.into_parts();
+    let response = forward::call(&proxy, &live, &draw, &outbound, None, wait, &mut ctx).await;
+    if let Some(latency) = ctx.upstream_latency {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        upstream_micros.store(micros.max(1), Ordering::Relaxed);
+    }
+    let (mut parts, incoming) = response?.into_parts();
 
     let now = epoch_now();
     let accepted = parts.status.is_success();

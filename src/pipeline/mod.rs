@@ -10,6 +10,7 @@
 //!    `Proxy::invalidate` evicts what a successful write made stale;
 //! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
 
+mod access;
 mod authenticate;
 mod cached;
 mod context;
@@ -17,6 +18,7 @@ mod forward;
 mod guard;
 mod relay;
 mod reload;
+mod request_id;
 mod shared;
 
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Draw, Outbound, Wait};
 use guard::{guard, strip_prefix};
+use request_id::{REQUEST_ID, RequestIds};
 
 /// The per-settings state could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,7 @@ pub struct Proxy {
     cluster: Option<Arc<Cluster>>,
     /// Whether `hasher` uses the cluster's key, so token hashes agree with other replicas'.
     shared_hashing: bool,
+    request_ids: RequestIds,
 }
 
 impl Proxy {
@@ -142,6 +146,7 @@ impl Proxy {
             metrics,
             cluster: None,
             shared_hashing: false,
+            request_ids: RequestIds::default(),
         }
     }
 
@@ -182,7 +187,7 @@ impl Proxy {
     /// Answers one request from `client`. Never fails: every error becomes its response.
     pub async fn handle(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -192,9 +197,21 @@ impl Proxy {
         };
         let live = self.live.load_full();
         let method = request.method().clone();
+        // Sent upstream with the request's other headers; answered with whatever came back.
+        let request_id = self.request_ids.for_request(request.headers());
+        request.headers_mut().insert(REQUEST_ID, request_id.clone());
+        let user_agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "request",
+            request_id = request_id.to_str().unwrap_or_default(),
             http.method = %method,
+            http.path = request.uri().path(),
+            client.address = %client.ip(),
+            user_agent,
             http.route = field::Empty,
             http.status = field::Empty,
             cache = field::Empty,
@@ -224,8 +241,9 @@ impl Proxy {
                 headers.insert("cache-status", status.header_value());
             }
         }
+        response.headers_mut().insert(REQUEST_ID, request_id);
         self.finish(&span, &method, &ctx, &response, started);
-        response
+        response.map(|body| access::log_when_sent(span, started, body))
     }
 
     /// Phase 2: strips the public path prefix and dispatches.
@@ -321,7 +339,7 @@ impl Proxy {
         relay::relay(live, response, parts.method == Method::HEAD).await
     }
 
-    /// Phase 6: one metric and one log line per request.
+    /// Phase 6: one metric per request, and the span's fields for its request line.
     fn finish(
         &self,
         span: &tracing::Span,
@@ -349,11 +367,5 @@ impl Proxy {
         if let Some(latency) = ctx.upstream_latency {
             span.record("upstream_ms", latency.as_millis() as u64);
         }
-        span.in_scope(|| {
-            tracing::info!(
-                duration_ms = elapsed.as_millis() as u64,
-                "request completed"
-            );
-        });
     }
 }

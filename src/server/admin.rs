@@ -52,7 +52,7 @@ pub async fn handle(
         (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
             Ok(purge) => {
                 let purged = proxy.purge(&purge).await;
-                tracing::info!(?purge, purged, "cache purged");
+                tracing::info!(%purge, purged, "cache purged");
                 json(
                     StatusCode::OK,
                     serde_json::json!({ "purged": purged }).to_string(),

@@ -127,6 +127,17 @@ enum Need {
     UnknownKid,
 }
 
+impl Need {
+    /// How the reason reads in a log line.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::Refresh => "refresh",
+            Self::UnknownKid => "unknown kid",
+        }
+    }
+}
+
 /// Why no fresh keys are to be had now.
 enum Refusal {
     /// The last fetch failed, for this reason.
@@ -182,7 +193,8 @@ impl FetchLog {
 
 impl Verifier {
     /// A verifier for `settings`, fetching keys with the proxy's client settings; `None`
-    /// when neither `auth.jwks_url` nor `auth.issuer` is set. No key is fetched yet.
+    /// when neither `auth.jwks_url` nor `auth.issuer` is set. No key is fetched until
+    /// [`prefetch`](Self::prefetch) or the first token.
     pub fn new(
         settings: &AuthSettings,
         connect_timeout: Duration,
@@ -327,7 +339,7 @@ impl Inner {
             Ok(set) => {
                 log.generation += 1;
                 log.failure = None;
-                tracing::info!(%source, keys = set.len(), ?need, "signing keys fetched");
+                tracing::info!(%source, keys = set.len(), need = need.as_str(), "signing keys fetched");
                 let cached = Arc::new(Cached {
                     set,
                     fetched_at: Instant::now(),
@@ -340,9 +352,9 @@ impl Inner {
                 let reason = error.to_string();
                 // Logged once per change of state: an outage is not repeated on every retry.
                 if log.failure.is_none() {
-                    tracing::warn!(%source, error = %reason, ?need, "signing keys not fetched");
+                    tracing::warn!(%source, error = %reason, need = need.as_str(), "signing keys not fetched");
                 } else {
-                    tracing::debug!(%source, error = %reason, ?need, "signing keys not fetched");
+                    tracing::debug!(%source, error = %reason, need = need.as_str(), "signing keys not fetched");
                 }
                 log.failure = Some((Instant::now(), reason.clone()));
                 Err(Refusal::Failed(reason))

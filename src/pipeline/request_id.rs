@@ -1,0 +1,182 @@
+//! The request id every response carries in `x-request-id`, sent upstream and logged on the
+//! request's line: the client's own when usable, else one made from its W3C `traceparent`,
+//! else a new one. It never enters a cache key, a flight key or a stored page.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The header that carries the id, both ways.
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The longest client id taken as is.
+const MAX_LEN: usize = 128;
+
+/// Makes new ids: a random prefix per process, then a counter, so ids are unique without
+/// asking for randomness on every request.
+#[derive(Debug)]
+pub(crate) struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let mut bytes = [0u8; 8];
+        let prefix = match aws_lc_rs::rand::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            // Uniqueness within the process holds anyway; the clock keeps restarts apart.
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        };
+        Self {
+            prefix,
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    /// The id of a request with these headers.
+    pub(crate) fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(own) = headers.get(REQUEST_ID).filter(|v| usable(v.as_bytes())) {
+            return own.clone();
+        }
+        headers
+            .get(TRACEPARENT)
+            .and_then(|v| from_traceparent(v.as_bytes()))
+            .unwrap_or_else(|| self.generate())
+    }
+
+    fn generate(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut hex = [0u8; 32];
+        write_hex(&mut hex[..16], self.prefix);
+        write_hex(&mut hex[16..], n);
+        HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+/// Whether a client's id is taken as is: 1 to 128 visible ASCII characters.
+fn usable(id: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// `trace-id-parent-id` of a valid `traceparent` (version, 32 and 16 lowercase hex digits
+/// not all zero, flags).
+fn from_traceparent(value: &[u8]) -> Option<HeaderValue> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let mut fields = text.split('-');
+    let (version, trace, parent, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || fields.next().is_none())
+        && hex(trace, 32)
+        && nonzero(trace)
+        && hex(parent, 16)
+        && nonzero(parent)
+        && hex(flags, 2);
+    if !valid {
+        return None;
+    }
+    HeaderValue::from_str(&format!("{trace}-{parent}")).ok()
+}
+
+fn write_hex(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in out.iter_mut().enumerate() {
+        let shift = 60 - 4 * i;
+        *byte = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(pairs: &[(&'static str, &'static str)]) -> String {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        let ids = RequestIds::default();
+        ids.for_request(&headers).to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_usable_client_id_is_kept() {
+        assert_eq!(id(&[("x-request-id", "abc-123")]), "abc-123");
+        let longest = "a".repeat(128);
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(
+            RequestIds::default().for_request(&headers),
+            longest.as_str()
+        );
+    }
+
+    #[test]
+    fn unusable_client_ids_are_replaced() {
+        let too_long = "a".repeat(129);
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_str(&too_long).unwrap());
+        let ids = RequestIds::default();
+        assert_ne!(ids.for_request(&headers), too_long.as_str());
+        for bad in ["", "has space", "tab\tin"] {
+            let generated = id(&[("x-request-id", bad)]);
+            assert_eq!(generated.len(), 32, "{bad:?} -> {generated}");
+        }
+    }
+
+    #[test]
+    fn a_traceparent_gives_trace_and_parent_ids() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            id(&[("traceparent", traceparent)]),
+            "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
+        );
+        assert_eq!(
+            id(&[("traceparent", traceparent), ("x-request-id", "mine")]),
+            "mine"
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            assert_eq!(id(&[("traceparent", bad)]).len(), 32, "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_differ() {
+        let ids = RequestIds::default();
+        let headers = HeaderMap::new();
+        let first = ids.for_request(&headers);
+        let second = ids.for_request(&headers);
+        assert_ne!(first, second);
+        assert!(
+            first
+                .to_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        );
+    }
+}
