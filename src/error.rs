@@ -15,6 +15,10 @@ pub enum ProxyError {
     /// The cached route was called without `Authorization: Bearer <token>`.
     #[error("Header Authorization was not found in the request. Access denied.")]
     MissingAuthorization,
+    /// The cached route was called with an Authorization header that is not
+    /// `Bearer <token>`.
+    #[error("Header Authorization does not carry a Bearer token. Access denied.")]
+    NotBearer,
     /// The token failed local verification and `auth.reject_unverified` is on.
     #[error("The access token is not valid.")]
     InvalidToken,
@@ -57,9 +61,10 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingAuthorization | Self::InvalidToken | Self::AdminTokenRequired => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingAuthorization
+            | Self::NotBearer
+            | Self::InvalidToken
+            | Self::AdminTokenRequired => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,7 +78,7 @@ impl ProxyError {
     /// The machine-readable `error.code` of the body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MissingAuthorization => "HeaderNotFound",
+            Self::MissingAuthorization | Self::NotBearer => "HeaderNotFound",
             Self::InvalidToken => "InvalidToken",
             Self::AdminTokenRequired => "Unauthorized",
             Self::InvalidRequest(_) => "InvalidRequest",
@@ -112,7 +117,30 @@ impl ProxyError {
         if let Self::TooManyRequests { retry_after_secs } = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
+        if let Some(challenge) = self.bearer_challenge() {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response
+    }
+
+    /// The RFC 6750 challenge of the proxy's own 401s on the API: none of the error
+    /// attributes when no credentials came (as the RFC asks), else which problem it was.
+    fn bearer_challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingAuthorization => Some("Bearer realm=\"itwin-proxy\""),
+            Self::NotBearer => Some(
+                "Bearer realm=\"itwin-proxy\", error=\"invalid_request\", \
+                 error_description=\"The Authorization header is not a Bearer token\"",
+            ),
+            Self::InvalidToken => Some(
+                "Bearer realm=\"itwin-proxy\", error=\"invalid_token\", \
+                 error_description=\"The access token is not valid\"",
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -144,6 +172,31 @@ mod tests {
         assert_eq!(
             json["error"]["message"],
             "Header Authorization was not found in the request. Access denied."
+        );
+    }
+
+    #[test]
+    fn the_api_401s_say_which_problem_in_their_challenge() {
+        let challenge = |error: ProxyError| {
+            let response = error.to_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            challenge(ProxyError::MissingAuthorization),
+            "Bearer realm=\"itwin-proxy\""
+        );
+        assert!(challenge(ProxyError::NotBearer).contains("error=\"invalid_request\""));
+        assert!(challenge(ProxyError::InvalidToken).contains("error=\"invalid_token\""));
+        assert!(
+            !ProxyError::AdminTokenRequired
+                .to_response()
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE),
+            "the admin listener sets its own"
         );
     }
 

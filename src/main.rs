@@ -125,6 +125,12 @@ fn reload(running: &app::RunningProxy, config_path: Option<&Path>) {
     };
     match running.proxy().reload(settings) {
         Ok(reloaded) => {
+            for origin in &reloaded.unrewritten_origins {
+                tracing::warn!(
+                    origin = origin.as_str(),
+                    "links to this former upstream origin are no longer rewritten; list it in upstream.link_origins to keep them leading through the proxy"
+                );
+            }
             for key in &reloaded.needs_restart {
                 tracing::warn!(key, "changed, but only takes effect after a restart");
             }

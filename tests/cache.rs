@@ -222,3 +222,43 @@ async fn a_page_over_the_rewrite_limit_streams_unchanged_and_is_not_stored() {
     let small = h.get(&page(1, 0), Some(&token)).await;
     assert_eq!(small.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
 }
+
+#[tokio::test]
+async fn skipping_none_is_the_first_page() {
+    let h = Harness::start().await;
+    let token = h.token("alice");
+    let first = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=5");
+    h.get(&first, Some(&token)).await;
+    let zero = h.get(&page(5, 0), Some(&token)).await;
+    assert!(
+        starts_with_hit(zero.cache_status()),
+        "{}",
+        zero.cache_status()
+    );
+    assert_eq!(h.list_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_proxys_own_401s_challenge_for_a_bearer_token() {
+    let h = Harness::start().await;
+    let none = h.get(&page(5, 0), None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some("Bearer realm=\"itwin-proxy\"")
+    );
+    let mut basic = http::HeaderMap::new();
+    basic.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    let not_bearer = h.send(Method::GET, &page(5, 0), basic, Bytes::new()).await;
+    assert_eq!(not_bearer.status, 401);
+    assert_eq!(not_bearer.json()["error"]["code"], "HeaderNotFound");
+    assert!(
+        not_bearer
+            .header("www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_request\""),
+        "{:?}",
+        not_bearer.header("www-authenticate")
+    );
+    assert_eq!(h.sim.request_count(), 0);
+}

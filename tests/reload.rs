@@ -105,3 +105,25 @@ async fn a_reload_keeps_pauses_and_spent_permits() {
         "the spent burst came back on reload"
     );
 }
+
+#[tokio::test]
+async fn a_new_upstream_origin_reports_the_old_one_no_longer_rewritten() {
+    let h = Harness::start().await;
+    let old_origin = h.sim.base_url().trim_end_matches('/').to_owned();
+    let mut moved = support::settings_for(&h.sim);
+    moved.upstream.base_url = "http://localhost:9/".parse().unwrap();
+    let reloaded = h.proxy.proxy().reload(moved.clone()).unwrap();
+    assert_eq!(
+        reloaded.unrewritten_origins,
+        std::slice::from_ref(&old_origin)
+    );
+
+    let mut kept = moved;
+    kept.upstream.link_origins = vec![old_origin.parse().unwrap()];
+    h.proxy
+        .proxy()
+        .reload(support::settings_for(&h.sim))
+        .unwrap();
+    let reloaded = h.proxy.proxy().reload(kept).unwrap();
+    assert!(reloaded.unrewritten_origins.is_empty(), "{reloaded:?}");
+}

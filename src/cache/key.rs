@@ -52,7 +52,8 @@ impl PageQuery {
         Some(Self {
             imodel_id: imodel_id.filter(|id| !id.is_empty())?.into(),
             top: top.map(String::into_boxed_str),
-            skip: skip.map(String::into_boxed_str),
+            // The first page, as the upstream's own first-page links name it.
+            skip: skip.filter(|skip| skip != "0").map(String::into_boxed_str),
         })
     }
 }
@@ -138,6 +139,12 @@ mod tests {
 
     #[test]
     fn order_and_encoding_do_not_matter() {
+        assert_eq!(
+            parse("imodelId=m1&$top=10&$skip=0"),
+            parse("imodelId=m1&$top=10"),
+            "skipping none is the first page"
+        );
+        assert_ne!(parse("imodelId=m1&$skip=00"), parse("imodelId=m1"));
         let a = parse("imodelId=m1&$top=10&$skip=20").unwrap();
         let b = parse("%24skip=20&%24top=10&imodelId=m%31").unwrap();
         assert_eq!(a, b);

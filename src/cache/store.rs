@@ -208,13 +208,15 @@ impl PageCache {
             return Lookup::Missing;
         };
         let age = now.saturating_duration_since(page.stored_at);
-        let age_secs = age.as_secs();
-        if let Some(left) = self.ttl.checked_sub(age).filter(|left| !left.is_zero()) {
-            let ttl_secs = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
+        // `Age` and the Cache-Status ttl always add up to `cache.ttl` (whole seconds): the age
+        // is rounded down while fresh and up once stale, so a stale page never reads `ttl=0`.
+        let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        if age < self.ttl {
+            let age_secs = age.as_secs();
             return Lookup::Fresh(HeldPage {
                 page,
                 age_secs,
-                ttl_secs,
+                ttl_secs: ttl_secs.saturating_sub_unsigned(age_secs).max(0),
             });
         }
         let past = age.saturating_sub(self.ttl);
@@ -222,12 +224,12 @@ impl PageCache {
         if !revalidate && past >= self.stale_if_error {
             return Lookup::Missing;
         }
-        // Rounded up, so a page just past freshness reads `ttl=-1`, never `ttl=0`.
-        let past_secs = past.as_secs() + u64::from(past.subsec_nanos() > 0);
+        let rounded_up = age.as_secs() + u64::from(age.subsec_nanos() > 0);
+        let age_secs = rounded_up.max(self.ttl.as_secs() + 1);
         let held = HeldPage {
             page,
             age_secs,
-            ttl_secs: -i64::try_from(past_secs.max(1)).unwrap_or(i64::MAX),
+            ttl_secs: ttl_secs.saturating_sub_unsigned(age_secs).min(-1),
         };
         Lookup::Stale { held, revalidate }
     }
@@ -322,6 +324,28 @@ mod tests {
             cache.lookup(&key("0"), Instant::now()).await,
             Lookup::Missing
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn age_and_ttl_always_add_up_to_the_ttl() {
+        let cache = PageCache::new(&settings(1 << 20));
+        let stored = Instant::now();
+        let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), stored);
+        assert!(cache.store(key("0"), page, cache.epoch()).await);
+        for (millis, age, ttl) in [
+            (10_400, 10, 50),
+            (59_900, 59, 1),
+            (60_000, 61, -1),
+            (60_300, 61, -1),
+            (61_500, 62, -2),
+        ] {
+            let at = stored + Duration::from_millis(millis);
+            let held = match cache.lookup(&key("0"), at).await {
+                Lookup::Fresh(held) | Lookup::Stale { held, .. } => held,
+                Lookup::Missing => panic!("held at {millis} ms"),
+            };
+            assert_eq!((held.age_secs, held.ttl_secs), (age, ttl), "at {millis} ms");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -269,7 +269,10 @@ impl Proxy {
             return Ok(relayed?.response);
         }
         if bearer_token(&parts.headers).is_none() {
-            return Err(ProxyError::MissingAuthorization);
+            return Err(match parts.headers.contains_key(header::AUTHORIZATION) {
+                true => ProxyError::NotBearer,
+                false => ProxyError::MissingAuthorization,
+            });
         }
         match cached::page_query(&parts, path.query()) {
             Some(query) => cached::serve(self, live, &parts, &path, client.ip(), query, ctx).await,

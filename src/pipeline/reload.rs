@@ -15,6 +15,10 @@ pub struct Reloaded {
     /// Whether the cache was emptied because link settings changed (stored pages carry
     /// rewritten links).
     pub cache_emptied: bool,
+    /// Upstream origins whose links were rewritten before and no longer are (a changed
+    /// `upstream.base_url` not kept in `upstream.link_origins`): links to them that clients
+    /// still hold, or that the new upstream sends, would lead past the proxy.
+    pub unrewritten_origins: Vec<String>,
 }
 
 impl Proxy {
@@ -74,6 +78,10 @@ impl Proxy {
         } else if let Some(verifier) = &next.verifier {
             verifier.prefetch();
         }
+        let unrewritten_origins = link_origins(before)
+            .into_iter()
+            .filter(|origin| !link_origins(after).contains(origin))
+            .collect();
         let same_judges = same_keys && before.upstream.base_url == after.upstream.base_url;
         let cache_emptied = before.server.public_base_url != after.server.public_base_url
             || before.upstream.base_url != after.upstream.base_url
@@ -89,6 +97,15 @@ impl Proxy {
         Ok(Reloaded {
             needs_restart,
             cache_emptied,
+            unrewritten_origins,
         })
     }
+}
+
+/// The origins whose links the settings rewrite, as `scheme://host[:port]`.
+fn link_origins(settings: &Settings) -> Vec<String> {
+    std::iter::once(&settings.upstream.base_url)
+        .chain(&settings.upstream.link_origins)
+        .map(|url| url.origin().ascii_serialization())
+        .collect()
 }
