@@ -66,7 +66,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     let admin_addr = local_addr(&admin_listener, settings.server.admin_listen)?;
     let grace = settings.server.shutdown_grace;
     let limits = Limits {
-        header_read_timeout: settings.server.client_timeout,
+        client_timeout: settings.server.client_timeout,
         ..Limits::default()
     };
 

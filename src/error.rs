@@ -40,12 +40,18 @@ pub enum ProxyError {
         /// The largest body accepted.
         max: u64,
     },
+    /// The client stalled for `server.client_timeout` in the middle of its request.
+    #[error("The request was not received in time.")]
+    RequestTimeout,
     /// The outbound budget has no permit within the allowed wait.
     #[error("The upstream budget is spent. Retry after {retry_after_secs} s.")]
     TooManyRequests {
         /// Whole seconds until a permit is due, at least 1.
         retry_after_secs: u64,
     },
+    /// No connection to the upstream could be made (TCP or TLS): nothing was sent.
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
     /// The upstream could not be reached or broke off the exchange.
     #[error("The upstream service could not be reached: {0}.")]
     UpstreamUnavailable(String),
@@ -68,8 +74,9 @@ impl ProxyError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamUnreachable(_) | Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,18 +91,28 @@ impl ProxyError {
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::UriTooLong { .. } => "UriTooLong",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
+            Self::RequestTimeout => "RequestTimeout",
             Self::TooManyRequests { .. } => "TooManyRequests",
-            Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
+            Self::UpstreamUnreachable(_) | Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
             Self::UpstreamTimeout => "UpstreamTimeout",
             Self::Internal(_) => "InternalError",
         }
+    }
+
+    /// Whether the request may have reached the upstream before this error: not when the
+    /// proxy refused it itself (any 4xx, 429 included: a body cut for its size or a stalled
+    /// client never reaches the upstream whole) or no connection could be made.
+    pub fn may_have_reached_upstream(&self) -> bool {
+        !(self.status().is_client_error() || matches!(self, Self::UpstreamUnreachable(_)))
     }
 
     /// The human-readable `error.message`: the display text for client errors, a generic
     /// sentence where the display text carries internals.
     fn public_message(&self) -> String {
         match self {
-            Self::UpstreamUnavailable(_) => "The upstream service could not be reached.".into(),
+            Self::UpstreamUnreachable(_) | Self::UpstreamUnavailable(_) => {
+                "The upstream service could not be reached.".into()
+            }
             Self::UpstreamTimeout => "The upstream service did not answer in time.".into(),
             Self::Internal(_) => "The proxy failed to handle the request.".into(),
             other => other.to_string(),
@@ -208,6 +225,36 @@ mod tests {
         .to_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn refusals_and_failed_connects_never_reached_the_upstream() {
+        for never in [
+            ProxyError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            ProxyError::PayloadTooLarge { max: 1 },
+            ProxyError::RequestTimeout,
+            ProxyError::InvalidRequest("x"),
+            ProxyError::UpstreamUnreachable("connection refused".into()),
+        ] {
+            assert!(!never.may_have_reached_upstream(), "{never:?}");
+        }
+        for maybe in [
+            ProxyError::UpstreamUnavailable("connection reset".into()),
+            ProxyError::UpstreamTimeout,
+            ProxyError::Internal("x".into()),
+        ] {
+            assert!(maybe.may_have_reached_upstream(), "{maybe:?}");
+        }
+        assert_eq!(
+            ProxyError::UpstreamUnreachable("x".into()).code(),
+            "UpstreamUnavailable"
+        );
+        assert_eq!(
+            ProxyError::RequestTimeout.status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod request_body;
 pub mod rewrite;
 pub mod server;
 pub mod sim;

@@ -22,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use crate::body::ProxyBody;
 use crate::config::UpstreamSettings;
 use crate::error::ProxyError;
+use crate::request_body::RequestBodyError;
 
 /// The upstream client could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +104,8 @@ impl Upstream {
         self.request_timeout
     }
 
-    /// Sends `request` and waits for the response head, at most `request_timeout`.
+    /// Sends `request` and waits for the response head, at most `request_timeout`. A failure
+    /// tells whether anything was sent (see [`FailureClass`]).
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
@@ -136,16 +138,52 @@ pub enum FailureClass {
     Timeout,
     /// The connection was made but broke off before a response head came.
     Reset,
+    /// The client's request body failed while it was being sent: the upstream got only part
+    /// of the request.
+    Client(ClientFault),
+}
+
+/// How the client's request body failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// It passed `server.max_request_body`.
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The client stalled for `server.client_timeout`.
+    Stalled,
+    /// The client's connection failed.
+    Broken,
 }
 
 impl FailureClass {
     /// The class of a client error: connection set-up failures by what failed, everything
     /// after the connection was made a reset.
     fn of(error: &hyper_util::client::legacy::Error) -> Self {
+        if let Some(fault) = Self::client_fault(error) {
+            return Self::Client(fault);
+        }
         if !error.is_connect() {
             return Self::Reset;
         }
         Self::of_connect_failure(error)
+    }
+
+    /// The client's body failure among the causes of `error`, if it is one.
+    fn client_fault(error: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
+        let mut cause = Some(error);
+        while let Some(current) = cause {
+            if let Some(body) = current.downcast_ref::<RequestBodyError>() {
+                return Some(match body {
+                    RequestBodyError::TooLarge { max } => ClientFault::TooLarge { max: *max },
+                    RequestBodyError::Stalled => ClientFault::Stalled,
+                    RequestBodyError::Read(_) => ClientFault::Broken,
+                });
+            }
+            cause = current.source();
+        }
+        None
     }
 
     /// The class of a failure to set up a connection, from its chain of causes.
@@ -172,6 +210,7 @@ impl FailureClass {
             Self::Tls => "tls",
             Self::Timeout => "timeout",
             Self::Reset => "reset",
+            Self::Client(_) => "client",
         }
     }
 }
@@ -200,9 +239,18 @@ pub struct UpstreamFailure {
 
 impl From<UpstreamFailure> for ProxyError {
     fn from(failure: UpstreamFailure) -> Self {
+        let detail = || format!("{}: {}", failure.class.label(), failure.detail);
         match failure.class {
             FailureClass::Timeout => Self::UpstreamTimeout,
-            class => Self::UpstreamUnavailable(format!("{}: {}", class.label(), failure.detail)),
+            FailureClass::Dns | FailureClass::Connect | FailureClass::Tls => {
+                Self::UpstreamUnreachable(detail())
+            }
+            FailureClass::Reset => Self::UpstreamUnavailable(detail()),
+            FailureClass::Client(ClientFault::TooLarge { max }) => Self::PayloadTooLarge { max },
+            FailureClass::Client(ClientFault::Stalled) => Self::RequestTimeout,
+            FailureClass::Client(ClientFault::Broken) => {
+                Self::InvalidRequest("The request body could not be read.")
+            }
         }
     }
 }
@@ -321,9 +369,9 @@ mod tests {
         assert!(
             matches!(
                 ProxyError::from(failure),
-                ProxyError::UpstreamUnavailable(_)
+                ProxyError::UpstreamUnreachable(_)
             ),
-            "a connection failure is a 502"
+            "a connection failure is a 502, and nothing was sent"
         );
     }
 

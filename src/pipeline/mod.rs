@@ -6,8 +6,9 @@
 //! 3. on the cached route, `cached::serve`: authenticate (`authenticate`), key, look up,
 //!    fill, store; elsewhere, `Proxy::pass_through`: forward the body streaming;
 //! 4. `forward::call`: take a budget permit, call the upstream, feed its answer to the budget;
-//! 5. `relay::relay`: clean headers, rewrite links; after a pass-through,
-//!    `Proxy::invalidate` evicts what a successful write made stale;
+//! 5. `relay::relay`: clean headers, rewrite links; after a pass-through, `Proxy::learn`
+//!    notes a connection's iModel, and for a write (`Proxy::write`, run to completion on its
+//!    own task) `Proxy::after_write` evicts what it made stale;
 //! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
 
 mod access;
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header, request};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
@@ -47,6 +47,7 @@ use crate::config::Settings;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestLabels, method_label};
 use crate::ratelimit::Budgets;
+use crate::request_body::RequestBody;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Draw, Outbound, Wait};
@@ -187,7 +188,7 @@ impl Proxy {
     /// Answers one request from `client`. Never fails: every error becomes its response.
     pub async fn handle(
         self: &Arc<Self>,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -250,21 +251,26 @@ impl Proxy {
     async fn route(
         self: &Arc<Self>,
         live: &Arc<Live>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         client: SocketAddr,
         ctx: &mut RequestContext,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let (parts, body) = request.into_parts();
+        let (parts, mut body) = request.into_parts();
         guard(&parts)?;
-        guard::body_size(&parts, live.settings.server.max_request_body)?;
+        let max_body = live.settings.server.max_request_body;
+        guard::body_size(&parts, max_body)?;
+        body.limit(max_body);
         let path = strip_prefix(&live.public_prefix, &parts)?;
         ctx.route = route_template(path.path());
         ctx.cached_route = ctx.route == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);
         if !ctx.cached_route {
             let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
+            if let Some(write) = Write::classify(&parts.method, path.path()) {
+                return self.write(live, parts, outbound, body, write, ctx).await;
+            }
             let relayed = self.pass_through(live, &parts, outbound, body, ctx).await;
-            self.invalidate(&parts.method, path.path(), relayed.as_ref().ok())
+            self.learn(&parts.method, path.path(), relayed.as_ref().ok())
                 .await;
             return Ok(relayed?.response);
         }
@@ -287,23 +293,74 @@ impl Proxy {
         }
     }
 
-    /// Phase 5b: what a pass-through answer (None: no answer) means for the cache. A write
-    /// that succeeded, or may have, evicts the pages it made stale; a connection's answer
-    /// teaches which iModel it belongs to.
-    async fn invalidate(&self, method: &Method, path: &str, relayed: Option<&relay::Relayed>) {
-        if let Some(write) = Write::classify(method, path) {
-            let outcome = relayed.map_or(WriteOutcome::Unknown, |relayed| WriteOutcome::Answered {
+    /// Phases 3 to 5b for a write: forwarded, then what it made stale evicted, on a task of its
+    /// own, so that a write the upstream may have received is followed by its eviction even
+    /// when the client goes away (a closed socket, an h2 reset) before the answer.
+    async fn write(
+        self: &Arc<Self>,
+        live: &Arc<Live>,
+        parts: request::Parts,
+        outbound: Outbound,
+        body: RequestBody,
+        write: Write,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let proxy = Arc::clone(self);
+        let live = Arc::clone(live);
+        let mut write_ctx = RequestContext {
+            epoch: ctx.epoch,
+            ..RequestContext::default()
+        };
+        let task = tokio::spawn(
+            async move {
+                let relayed = proxy
+                    .pass_through(&live, &parts, outbound, body, &mut write_ctx)
+                    .await;
+                proxy.after_write(&write, relayed.as_ref()).await;
+                (relayed.map(|relayed| relayed.response), write_ctx)
+            }
+            .instrument(tracing::Span::current()),
+        );
+        let (response, write_ctx) = task
+            .await
+            .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        if let Some(latency) = write_ctx.upstream_latency {
+            ctx.add_upstream_latency(latency);
+        }
+        response
+    }
+
+    /// Phase 5b for a write: a write that succeeded, or may have (no answer, or a 5xx),
+    /// evicts the pages it made stale; one never sent (refused by the proxy itself, or the
+    /// upstream could not be connected to) evicts nothing.
+    async fn after_write(&self, write: &Write, relayed: Result<&relay::Relayed, &ProxyError>) {
+        let outcome = match relayed {
+            Ok(relayed) => WriteOutcome::Answered {
                 status: relayed.response.status(),
                 body: relayed.body.as_deref(),
-            });
-            let purge = self
-                .invalidator
-                .after_write(&write, outcome, &self.cache)
-                .await;
-            if let Some(purge) = purge {
-                self.announce(&purge).await;
+            },
+            Err(error) if !error.may_have_reached_upstream() => {
+                tracing::debug!(
+                    ?write,
+                    code = error.code(),
+                    "write never sent; nothing evicted"
+                );
+                return;
             }
-        } else if let Some(relayed) = relayed
+            Err(_) => WriteOutcome::Unknown,
+        };
+        let purge = self
+            .invalidator
+            .after_write(write, outcome, &self.cache)
+            .await;
+        if let Some(purge) = purge {
+            self.announce(&purge).await;
+        }
+    }
+
+    /// Phase 5b for a read: a connection's answer teaches which iModel it belongs to.
+    async fn learn(&self, method: &Method, path: &str, relayed: Option<&relay::Relayed>) {
+        if let Some(relayed) = relayed
             && relayed.response.status() == StatusCode::OK
             && method == Method::GET
             && names_one_connection(path)
@@ -319,7 +376,7 @@ impl Proxy {
         live: &Live,
         parts: &request::Parts,
         outbound: Outbound,
-        body: Incoming,
+        body: RequestBody,
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
         let raw_token = bearer_token(&parts.headers);

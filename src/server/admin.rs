@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 
@@ -14,12 +13,13 @@ use crate::cache::Purge;
 use crate::error::ProxyError;
 use crate::metrics::{Format, Snapshot};
 use crate::pipeline::Proxy;
+use crate::request_body::RequestBody;
 use crate::server::InFlight;
 
 /// Answers one admin request. `draining` is true once shutdown began; `in_flight` counts the
 /// proxy listener's requests.
 pub async fn handle(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     proxy: Arc<Proxy>,
     draining: watch::Receiver<bool>,
     in_flight: InFlight,

@@ -1,5 +1,9 @@
 //! Serving one listener: the accept loop, HTTP/1.1 and h2c on every connection, and the
 //! graceful end: stop accepting, let open connections finish within the grace period.
+//!
+//! A connection is never closed under a client without notice: an HTTP/1 answer given before
+//! its request body was read either follows a small rest read and discarded, or carries
+//! `Connection: close` (see [`BodyTail::settle`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,14 +22,17 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::inflight::{InFlight, Tracked};
+use super::slow_reader::WriteWatch;
 use crate::body::ProxyBody;
+use crate::request_body::{BodyTail, RequestBody};
 
 /// Connections served at once by default; further clients wait in the listen backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// Default time a client gets to send a request head: on HTTP/1 for every request, and for
-/// the first request of any connection (so sockets that never send one are closed).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client may stall (`server.client_timeout`): while sending a request head
+/// (on HTTP/1 for every request, and for the first request of any connection, so sockets
+/// that never send one are closed) or body, or while not taking a response.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default time a connection may stay open with no request in flight and none started.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,8 +45,8 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 pub struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
-    /// Time allowed for a request head to arrive (see [`DEFAULT_HEADER_READ_TIMEOUT`]).
-    pub header_read_timeout: Duration,
+    /// Time a client may stall (see [`DEFAULT_CLIENT_TIMEOUT`]).
+    pub client_timeout: Duration,
     /// Time a connection may sit with no request (see [`DEFAULT_IDLE_TIMEOUT`]); h2 clients
     /// answer keep-alive pings, so without it an idle h2 connection would hold its place
     /// forever.
@@ -50,7 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            client_timeout: DEFAULT_CLIENT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
@@ -64,7 +71,8 @@ pub struct Drained {
 }
 
 /// Serves `listener` with `handler` until `stop` turns true, then drains for at most `grace`;
-/// connections still open after it are closed.
+/// connections still open after it are closed. A connection whose client has not taken any
+/// of a response for `client_timeout` is closed too.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -74,14 +82,14 @@ pub async fn serve<H, F>(
     limits: Limits,
 ) -> Drained
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.client_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -122,15 +130,21 @@ where
         let on_connection = InFlight::default();
         let service = service_fn({
             let on_connection = on_connection.clone();
-            move |request| {
+            move |request: Request<Incoming>| {
                 let guards = (in_flight.enter(), on_connection.enter());
+                let version = request.version();
+                let (request, tail): (_, BodyTail) =
+                    RequestBody::wrap(request, limits.client_timeout);
                 let response = handler(request, peer);
                 async move {
-                    let response = response.await;
+                    let mut response = response.await;
+                    tail.settle(version, &mut response, limits.client_timeout)
+                        .await;
                     Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guards)))
                 }
             }
         });
+        let (stream, blocked) = WriteWatch::new(stream);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -144,6 +158,9 @@ where
                 }
                 () = unused(&on_connection, limits) => {
                     tracing::debug!(%peer, "connection unused; closed");
+                }
+                () = blocked.for_longer_than(limits.client_timeout) => {
+                    tracing::debug!(%peer, "client stopped reading its response; closed");
                 }
             }
             drop(slot);
@@ -160,10 +177,10 @@ where
     }
 }
 
-/// Resolves when a connection has gone unused: no request within the header-read timeout
+/// Resolves when a connection has gone unused: no request within the client timeout
 /// of opening it, or, later, none in flight and none started for a whole idle timeout.
 async fn unused(requests: &InFlight, limits: Limits) {
-    tokio::time::sleep(limits.header_read_timeout).await;
+    tokio::time::sleep(limits.client_timeout).await;
     if requests.started() == 0 {
         return;
     }
@@ -183,13 +200,39 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
+    use http_body::{Body, Frame};
+
+    /// An endless body in 64 KiB frames, produced only as fast as it is taken.
+    struct Endless;
+
+    impl Body for Endless {
+        type Data = bytes::Bytes;
+        type Error = crate::body::BoxError;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
+        }
+    }
+
+    async fn start_counted(
+        limits: Limits,
+        in_flight: InFlight,
+    ) -> (SocketAddr, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let handler = |request: Request<Incoming>, _peer| async move {
-            if request.uri().path() == "/slow" {
-                tokio::time::sleep(Duration::from_millis(400)).await;
+        let handler = |request: Request<RequestBody>, _peer| async move {
+            match request.uri().path() {
+                "/slow" => tokio::time::sleep(Duration::from_millis(400)).await,
+                "/endless" => {
+                    use http_body_util::BodyExt;
+                    return Response::new(Endless.boxed());
+                }
+                _ => {}
             }
             Response::new(crate::body::full("ok"))
         };
@@ -198,16 +241,45 @@ mod tests {
             handler,
             stopped,
             Duration::from_secs(1),
-            InFlight::default(),
+            in_flight,
             limits,
         ));
         (addr, stop)
     }
 
+    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
+        start_counted(limits, InFlight::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed() {
+        let limits = Limits {
+            client_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let in_flight = InFlight::default();
+        let (addr, _stop) = start_counted(limits, in_flight.clone()).await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The client never reads: once the socket buffers fill, the response is stuck.
+        let released = async {
+            while in_flight.started() == 0 || in_flight.count() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), released)
+            .await
+            .expect("the stuck response was dropped with its connection");
+        drop(socket);
+    }
+
     #[tokio::test]
     async fn silent_connections_are_closed() {
         let limits = Limits {
-            header_read_timeout: Duration::from_millis(100),
+            client_timeout: Duration::from_millis(100),
             ..Limits::default()
         };
         let (addr, _stop) = start(limits).await;
@@ -225,7 +297,7 @@ mod tests {
     #[tokio::test]
     async fn idle_h2_connections_are_closed() {
         let limits = Limits {
-            header_read_timeout: Duration::from_millis(100),
+            client_timeout: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(200),
             ..Limits::default()
         };
@@ -252,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_slower_than_the_deadline_is_not_cut() {
         let limits = Limits {
-            header_read_timeout: Duration::from_millis(100),
+            client_timeout: Duration::from_millis(100),
             ..Limits::default()
         };
         let (addr, _stop) = start(limits).await;

@@ -5,10 +5,10 @@ mod admin;
 mod admin_auth;
 mod inflight;
 mod listener;
+mod slow_reader;
 
 pub use admin::handle as handle_admin;
 pub use inflight::{InFlight, InFlightGuard, Tracked};
 pub use listener::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Drained, Limits,
-    serve,
+    DEFAULT_CLIENT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Drained, Limits, serve,
 };
