@@ -43,6 +43,16 @@ pub enum ProxyError {
     /// The client stalled for `server.client_timeout` in the middle of its request.
     #[error("The request was not received in time.")]
     RequestTimeout,
+    /// The request's headers are more or larger than the proxy accepts.
+    #[error(
+        "The request headers are too large: at most {max_count} headers of {max_bytes} bytes in all."
+    )]
+    HeadersTooLarge {
+        /// The most headers accepted.
+        max_count: usize,
+        /// The most header bytes accepted.
+        max_bytes: usize,
+    },
     /// The outbound budget has no permit within the allowed wait.
     #[error("The upstream budget is spent. Retry after {retry_after_secs} s.")]
     TooManyRequests {
@@ -75,6 +85,7 @@ impl ProxyError {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnreachable(_) | Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -92,6 +103,7 @@ impl ProxyError {
             Self::UriTooLong { .. } => "UriTooLong",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::RequestTimeout => "RequestTimeout",
+            Self::HeadersTooLarge { .. } => "HeadersTooLarge",
             Self::TooManyRequests { .. } => "TooManyRequests",
             Self::UpstreamUnreachable(_) | Self::UpstreamUnavailable(_) => "UpstreamUnavailable",
             Self::UpstreamTimeout => "UpstreamTimeout",

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderMap, Method};
 use support::{Harness, bearer, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -175,4 +175,26 @@ async fn a_client_stalling_in_its_body_gets_408() {
         assert!(head.contains("connection: close"), "{head}");
     })
     .await;
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431_in_the_error_shape() {
+    let h = Harness::start().await;
+    let mut many = HeaderMap::new();
+    for i in 0..120 {
+        many.insert(
+            http::HeaderName::from_bytes(format!("x-extra-{i}").as_bytes()).unwrap(),
+            "1".parse().unwrap(),
+        );
+    }
+    let mut large = HeaderMap::new();
+    large.insert("x-large", "v".repeat(40 * 1024).parse().unwrap());
+    for headers in [many, large] {
+        let answer = h
+            .send(Method::GET, "/sim/echo", headers, Bytes::new())
+            .await;
+        assert_eq!(answer.status, 431);
+        assert_eq!(answer.json()["error"]["code"], "HeadersTooLarge");
+    }
+    assert_eq!(h.sim.request_count(), 0, "nothing reached the upstream");
 }

@@ -1,12 +1,14 @@
 //! The page cache of the connections list: the key function, storage, collapsing of
 //! concurrent misses, invalidation after writes, and the vocabulary of what happened.
 
+mod backoff;
 mod flight;
 mod invalidate;
 mod key;
 mod status;
 mod store;
 
+pub use backoff::RefreshBackoff;
 pub use flight::{Abandoned, Flights, Role};
 pub use invalidate::{Invalidator, Write, WriteOutcome, names_one_connection};
 pub use key::{CacheKey, PageQuery};

@@ -19,7 +19,9 @@ use tracing::Instrument;
 
 use super::authenticate::authenticate;
 use super::forward::{self, Draw, Outbound, Wait};
-use super::relay::{self, Buffered, clean_headers, is_rewritable_json, rewrite_json_body};
+use super::relay::{
+    self, Buffered, clean_headers, identity_body, is_rewritable_json, rewrite_json_body,
+};
 use super::shared::Start;
 use super::{Live, Proxy, RequestContext};
 use crate::auth::{Token, TokenHash, bearer_token, epoch_now};
@@ -142,6 +144,14 @@ pub(crate) async fn serve(
         true => proxy.cache.lookup(&key, Instant::now()).await,
         false => Lookup::Missing,
     };
+    // A refresh that failed lately is not tried again at once (see `RefreshBackoff`).
+    let backing_off = matches!(
+        lookup,
+        Lookup::Stale {
+            revalidate: true,
+            ..
+        }
+    ) && !proxy.refresh_backoff.allows(&key, Instant::now()).await;
     let stale = match lookup {
         Lookup::Fresh(held) => {
             ctx.cache = Some(CacheStatus::Hit {
@@ -152,9 +162,10 @@ pub(crate) async fn serve(
         Lookup::Stale {
             held,
             revalidate: true,
-        } if proxy
-            .flights
-            .is_running(&FlightKey::Verified(key.clone(), ctx.epoch)) =>
+        } if backing_off
+            || proxy
+                .flights
+                .is_running(&FlightKey::Verified(key.clone(), ctx.epoch)) =>
         {
             ctx.cache = Some(CacheStatus::Stale {
                 ttl_secs: held.ttl_secs,
@@ -185,11 +196,17 @@ pub(crate) async fn serve(
             let proxy = Arc::clone(proxy);
             tokio::spawn(
                 async move {
-                    // The outcome is stored by the fill; nobody waits for it here.
-                    let _refreshed = proxy
+                    // The page is stored by the fill; only a failure matters here.
+                    let refreshed = proxy
                         .flights
-                        .run(FlightKey::Verified(key, epoch), refresh)
+                        .run(FlightKey::Verified(key.clone(), epoch), refresh)
                         .await;
+                    match refreshed {
+                        Ok((outcome, _)) if !upstream_could_not_answer(&outcome) => {
+                            proxy.refresh_backoff.succeeded(&key).await;
+                        }
+                        _ => proxy.refresh_backoff.failed(key, Instant::now()).await,
+                    }
                 }
                 .instrument(tracing::Span::current()),
             );
@@ -391,7 +408,10 @@ async fn fill(
         }
     };
     let body = match is_rewritable_json(&parts.headers) {
-        true => rewrite_json_body(&live.rewriter, &body).unwrap_or(body),
+        true => match identity_body(&mut parts.headers, body, limit) {
+            Ok(plain) => rewrite_json_body(&live.rewriter, &plain).unwrap_or(plain),
+            Err(coded) => coded,
+        },
         false => body,
     };
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -11,6 +11,13 @@ use crate::error::ProxyError;
 /// paths and queries are far shorter, and upstreams commonly refuse past 8 KiB anyway.
 pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 
+/// The most request headers accepted; more get 431. The HTTP layer is set to parse up to
+/// twice as many, so that the proxy answers in its own error shape.
+pub(crate) const MAX_HEADER_COUNT: usize = 100;
+
+/// The most bytes of request headers (names and values) accepted; more get 431.
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
 /// and targets that are not a path are refused before anything is forwarded.
 pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
@@ -20,6 +27,15 @@ pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
         .map_or(0, |target| target.as_str().len());
     if target_length > MAX_URI_BYTES {
         return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
+    }
+    let header_bytes: usize = (parts.headers.iter())
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if parts.headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
+        return Err(ProxyError::HeadersTooLarge {
+            max_count: MAX_HEADER_COUNT,
+            max_bytes: MAX_HEADER_BYTES,
+        });
     }
     if parts.method == Method::CONNECT {
         return Err(ProxyError::InvalidRequest(
@@ -171,6 +187,28 @@ mod tests {
         let error = body_size(&post, 10).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error.code(), "PayloadTooLarge");
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_are_refused() {
+        let mut many = parts("/x", Version::HTTP_11, Method::GET);
+        for i in 0..=MAX_HEADER_COUNT {
+            many.headers.append(
+                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert_eq!(guard(&many).unwrap_err().code(), "HeadersTooLarge");
+        let mut large = parts("/x", Version::HTTP_11, Method::GET);
+        let value = "v".repeat(MAX_HEADER_BYTES);
+        large
+            .headers
+            .insert("x-large", HeaderValue::from_str(&value).unwrap());
+        let error = guard(&large).unwrap_err();
+        assert_eq!(
+            error.status(),
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
     }
 
     #[test]

@@ -35,13 +35,16 @@ pub use context::{
     CONNECTION_ROUTE, CONNECTIONS_ROUTE, OTHER_ROUTE, RUN_ROUTE, RUNS_ROUTE, RequestContext,
     route_template,
 };
+pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
     KnownTokens, Token, TokenHasher, Verifier, VerifierSetupError, bearer_token, epoch_now,
 };
 use crate::body::{BoxError, ProxyBody};
-use crate::cache::{Flights, Invalidator, PageCache, Write, WriteOutcome, names_one_connection};
+use crate::cache::{
+    Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome, names_one_connection,
+};
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::error::ProxyError;
@@ -122,6 +125,7 @@ pub struct Proxy {
     live: ArcSwap<Live>,
     cache: PageCache,
     flights: Flights<cached::FlightKey, cached::FillOutcome>,
+    refresh_backoff: RefreshBackoff,
     invalidator: Invalidator,
     known: KnownTokens,
     hasher: TokenHasher,
@@ -141,6 +145,7 @@ impl Proxy {
             live: ArcSwap::from_pointee(live),
             cache,
             flights: Flights::default(),
+            refresh_backoff: RefreshBackoff::default(),
             invalidator: Invalidator::default(),
             known: KnownTokens::default(),
             hasher,

@@ -3,6 +3,7 @@
 //! too large (or not JSON) stream through untouched.
 
 use std::collections::VecDeque;
+use std::io::Read;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -55,7 +56,8 @@ pub(crate) fn clean_headers(rewriter: &LinkRewriter, headers: &mut HeaderMap) {
 }
 
 /// Whether a body with these headers is JSON the proxy can read: a JSON media type
-/// (`application/json`, `application/*+json`) in no content coding.
+/// (`application/json`, `application/*+json`) in no content coding, or in gzip, which it
+/// decompresses (see [`identity_body`]).
 pub(crate) fn is_rewritable_json(headers: &HeaderMap) -> bool {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -71,11 +73,56 @@ pub(crate) fn is_rewritable_json(headers: &HeaderMap) -> bool {
                 || (media.starts_with("application/") && media.ends_with("+json"))
         })
         .unwrap_or(false);
-    let identity = headers
+    let readable = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim().eq_ignore_ascii_case("identity"));
-    json && identity
+        .is_none_or(|v| {
+            let coding = v.trim();
+            coding.eq_ignore_ascii_case("identity") || is_gzip(coding)
+        });
+    json && readable
+}
+
+/// Whether a `Content-Encoding` value is gzip.
+fn is_gzip(coding: &str) -> bool {
+    coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")
+}
+
+/// The body in no content coding: as it is, or decompressed from gzip (then its
+/// `Content-Encoding` and `Content-Length` are removed). `Err` gives back the body unchanged
+/// when it cannot be read: another coding, corrupt gzip, or more than `limit` bytes
+/// decompressed.
+pub(crate) fn identity_body(
+    headers: &mut HeaderMap,
+    body: Bytes,
+    limit: u64,
+) -> Result<Bytes, Bytes> {
+    let coding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().map(str::trim));
+    match coding {
+        None => Ok(body),
+        Some(Ok(coding)) if coding.eq_ignore_ascii_case("identity") => Ok(body),
+        Some(Ok(coding)) if is_gzip(coding) => match gunzip(&body, limit) {
+            Some(plain) => {
+                headers.remove(header::CONTENT_ENCODING);
+                headers.remove(header::CONTENT_LENGTH);
+                Ok(plain)
+            }
+            None => Err(body),
+        },
+        Some(_) => Err(body),
+    }
+}
+
+/// `compressed` decompressed, unless it is not gzip or holds more than `limit` bytes.
+fn gunzip(compressed: &[u8], limit: u64) -> Option<Bytes> {
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut plain)
+        .ok()?;
+    (plain.len() as u64 <= limit).then(|| Bytes::from(plain))
 }
 
 /// The body rewritten when it changed; callers keep `body` otherwise.
@@ -117,12 +164,21 @@ pub(crate) async fn relay(
     }
     match buffer(incoming, limit, live.upstream.request_timeout()).await? {
         Buffered::Complete(bytes) => {
-            let body = match rewrite_json_body(&live.rewriter, &bytes) {
+            let plain = match identity_body(&mut parts.headers, bytes, limit) {
+                Ok(plain) => plain,
+                Err(coded) => {
+                    return Ok(Relayed {
+                        response: Response::from_parts(parts, body::full(coded)),
+                        body: None,
+                    });
+                }
+            };
+            let body = match rewrite_json_body(&live.rewriter, &plain) {
                 Some(rewritten) => {
                     parts.headers.remove(header::CONTENT_LENGTH);
                     rewritten
                 }
-                None => bytes,
+                None => plain,
             };
             Ok(Relayed {
                 response: Response::from_parts(parts, body::full(body.clone())),
@@ -255,10 +311,38 @@ mod tests {
             "text/html"
         )])));
         assert!(!is_rewritable_json(&headers(&[])));
-        assert!(!is_rewritable_json(&headers(&[
+        assert!(is_rewritable_json(&headers(&[
             ("content-type", "application/json"),
             ("content-encoding", "gzip")
         ])));
+        assert!(!is_rewritable_json(&headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "br")
+        ])));
+    }
+
+    #[test]
+    fn gzip_bodies_are_decompressed_within_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(br#"{"a":1}"#).unwrap();
+        let compressed = Bytes::from(encoder.finish().unwrap());
+        let mut gzip = headers(&[("content-encoding", "gzip"), ("content-length", "27")]);
+        assert_eq!(
+            identity_body(&mut gzip, compressed.clone(), 1024).unwrap(),
+            Bytes::from_static(br#"{"a":1}"#)
+        );
+        assert!(gzip.is_empty(), "{gzip:?}");
+        let mut small = headers(&[("content-encoding", "gzip")]);
+        assert_eq!(
+            identity_body(&mut small, compressed.clone(), 3),
+            Err(compressed)
+        );
+        assert!(small.contains_key("content-encoding"));
+        let mut corrupt = headers(&[("content-encoding", "gzip")]);
+        assert!(identity_body(&mut corrupt, Bytes::from_static(b"nope"), 1024).is_err());
+        let mut plain = HeaderMap::new();
+        assert!(identity_body(&mut plain, Bytes::from_static(b"x"), 1024).is_ok());
     }
 
     #[test]

@@ -89,11 +89,14 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.client_timeout);
+        .header_read_timeout(limits.client_timeout)
+        // Above the proxy's own limits, which it answers in its error shape.
+        .max_headers(2 * crate::pipeline::MAX_HEADER_COUNT);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEP_ALIVE);
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .max_header_list_size(4 * crate::pipeline::MAX_HEADER_BYTES as u32);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
