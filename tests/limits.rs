@@ -11,12 +11,24 @@ use http::{HeaderMap, Method};
 use support::{Harness, bearer, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A proxy whose request bodies may be at most `max` bytes.
+async fn with_body_limit(max: u64) -> Harness {
+    Harness::start_with(Default::default(), |settings| {
+        settings.server.max_request_body = max;
+    })
+    .await
+}
+
+/// A raw connection to the proxy's listener.
+async fn connect(h: &Harness) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(h.proxy.addr())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_refused_before_anything_is_sent() {
-    let h = Harness::start_with(Default::default(), |settings| {
-        settings.server.max_request_body = 1024;
-    })
-    .await;
+    let h = with_body_limit(1024).await;
     let token = h.token("alice");
     let answer = h
         .send(
@@ -71,10 +83,7 @@ fn post_head(path: &str, token: &str, length: usize) -> String {
 
 #[tokio::test]
 async fn an_answer_before_a_small_body_keeps_the_connection_usable() {
-    let h = Harness::start_with(Default::default(), |settings| {
-        settings.server.max_request_body = 1024;
-    })
-    .await;
+    let h = with_body_limit(1024).await;
     let token = h.token("alice");
     within(async {
         let mut stream = tokio::net::TcpStream::connect(h.proxy.addr()).await.unwrap();
@@ -103,15 +112,10 @@ async fn an_answer_before_a_small_body_keeps_the_connection_usable() {
 
 #[tokio::test]
 async fn an_answer_before_a_large_body_announces_the_close() {
-    let h = Harness::start_with(Default::default(), |settings| {
-        settings.server.max_request_body = 1024;
-    })
-    .await;
+    let h = with_body_limit(1024).await;
     let token = h.token("alice");
     within(async {
-        let mut stream = tokio::net::TcpStream::connect(h.proxy.addr())
-            .await
-            .unwrap();
+        let mut stream = connect(&h).await;
         stream
             .write_all(post_head("/export/connections", &token, 1 << 20).as_bytes())
             .await
@@ -126,15 +130,10 @@ async fn an_answer_before_a_large_body_announces_the_close() {
 
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_is_cut() {
-    let h = Harness::start_with(Default::default(), |settings| {
-        settings.server.max_request_body = 1024;
-    })
-    .await;
+    let h = with_body_limit(1024).await;
     let token = h.token("alice");
     within(async {
-        let mut stream = tokio::net::TcpStream::connect(h.proxy.addr())
-            .await
-            .unwrap();
+        let mut stream = connect(&h).await;
         let head = format!(
             "POST /sim/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
              Transfer-Encoding: chunked\r\n\r\n"
@@ -161,9 +160,7 @@ async fn a_client_stalling_in_its_body_gets_408() {
     .await;
     let token = h.token("alice");
     within(async {
-        let mut stream = tokio::net::TcpStream::connect(h.proxy.addr())
-            .await
-            .unwrap();
+        let mut stream = connect(&h).await;
         stream
             .write_all(post_head("/sim/echo", &token, 100).as_bytes())
             .await
