@@ -34,10 +34,13 @@ fn main() -> ExitCode {
         print!("{}", settings.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = telemetry::init(&settings.log) {
-        eprintln!("cannot set up logging: {error}");
-        return ExitCode::from(2);
-    }
+    let _flusher = match telemetry::init(&settings.log) {
+        Ok(flusher) => flusher,
+        Err(error) => {
+            eprintln!("cannot set up logging: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

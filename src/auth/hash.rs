@@ -1,11 +1,11 @@
 //! Keyed hashes of bearer tokens: the only form in which the proxy holds a token.
 //!
 //! The key is random per process, so a hash seen in memory or a log cannot be checked
-//! against a guessed token elsewhere.
+//! against a guessed token elsewhere. It is drawn from the operating system's random source.
 
 use std::fmt;
 
-use aws_lc_rs::{hmac, rand};
+use aws_lc_rs::hmac;
 
 /// HMAC-SHA-256 of a token under the process key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,7 +38,17 @@ impl TokenHash {
 #[derive(Clone)]
 pub struct TokenHasher {
     key: hmac::Key,
+    /// The key of the fast hash that finds a token already read (see `super::TokenReader`),
+    /// derived from `key`.
+    table_key: TableKey,
 }
+
+/// A SipHash key: secret as the token key it is derived from.
+#[derive(Clone, Copy)]
+pub(crate) struct TableKey(pub(crate) u64, pub(crate) u64);
+
+/// What the table key is derived from, under the token key.
+const TABLE_KEY_LABEL: &[u8] = b"itwin-proxy token table key";
 
 impl fmt::Debug for TokenHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,18 +62,33 @@ impl fmt::Debug for TokenHasher {
 pub struct RandomUnavailable;
 
 impl TokenHasher {
-    /// A hasher with a fresh random key.
+    /// A hasher with a fresh random key from the operating system's random source.
     pub fn random() -> Result<Self, RandomUnavailable> {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rand::SystemRandom::new())
-            .map_err(|_| RandomUnavailable)?;
-        Ok(Self { key })
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|_| RandomUnavailable)?;
+        Ok(Self::with_key(&key))
     }
 
     /// A hasher with the given key (the cluster's, shared by every replica).
     pub fn with_key(key: &[u8]) -> Self {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+        let derived = hmac::sign(&key, TABLE_KEY_LABEL);
+        let mut halves = [0u8; 16];
+        halves.copy_from_slice(&derived.as_ref()[..16]);
+        let [k0, k1] = [&halves[..8], &halves[8..]].map(|half| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(half);
+            u64::from_le_bytes(word)
+        });
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            key,
+            table_key: TableKey(k0, k1),
         }
+    }
+
+    /// The key of the fast hash that finds tokens already read.
+    pub(crate) fn table_key(&self) -> TableKey {
+        self.table_key
     }
 
     /// The keyed hash of `token`.

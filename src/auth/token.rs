@@ -45,7 +45,7 @@ pub enum Subject {
     Opaque(TokenHash),
 }
 
-/// The facts about one presented token that the proxy uses.
+/// The facts about one presented token that the proxy uses; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Token {
     /// Keyed hash of the whole token: the identity of this exact token.
@@ -59,7 +59,7 @@ pub struct Token {
     /// `client_id`: the OAuth client app whose quota the call uses.
     pub client_id: Option<Arc<str>>,
     /// `scope`, when the token has the claim.
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Arc<[String]>>,
 }
 
 /// A `scope` claim: a JSON array or a space-separated string.
@@ -127,7 +127,7 @@ impl Token {
             not_before: claims.nbf.map(NumericDate::seconds),
             client_id: claims.client_id.map(Arc::from),
             scopes: claims.scope.map(|scope| match scope {
-                ScopeClaim::List(list) => list,
+                ScopeClaim::List(list) => list.into(),
                 ScopeClaim::Text(text) => text.split_whitespace().map(str::to_owned).collect(),
             }),
         }

@@ -2,6 +2,7 @@
 //! concurrent misses, invalidation after writes, and the vocabulary of what happened.
 
 mod backoff;
+mod encoding;
 mod flight;
 mod invalidate;
 mod key;
@@ -9,6 +10,7 @@ mod status;
 mod store;
 
 pub use backoff::RefreshBackoff;
+pub use encoding::{Gzipped, accepts_gzip, vary_on_encoding};
 pub use flight::{Abandoned, Flights, Role};
 pub use invalidate::{Invalidator, Write, WriteOutcome, names_one_connection};
 pub use key::{CacheKey, PageQuery};

@@ -11,6 +11,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
+use super::encoding::{Gzipped, accepts_gzip};
 use super::key::CacheKey;
 use crate::config::CacheSettings;
 use crate::metrics::{CacheEvictions, Eviction};
@@ -35,6 +36,8 @@ pub struct CachedPage {
     pub body: Bytes,
     /// When the upstream answered it.
     pub stored_at: Instant,
+    /// The gzip variant, made when the page is stored (see [`PageCache::store`]).
+    pub gzip: Option<Gzipped>,
 }
 
 impl CachedPage {
@@ -50,16 +53,32 @@ impl CachedPage {
             headers: kept,
             body,
             stored_at,
+            gzip: None,
         }
     }
 
+    /// The headers and body a request gets: the gzip variant when it accepts gzip and the
+    /// page has one, else the page as it is.
+    pub fn variant_for(&self, request: &HeaderMap) -> (&HeaderMap, &Bytes) {
+        match &self.gzip {
+            Some(gzip) if accepts_gzip(request) => (&gzip.headers, &gzip.body),
+            _ => (&self.headers, &self.body),
+        }
+    }
+
+    /// Bytes held: both variants' bodies and headers.
     fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
-        self.body.len() + headers + std::mem::size_of::<Self>()
+        let headers = |headers: &HeaderMap| -> usize {
+            headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum()
+        };
+        let gzip = self
+            .gzip
+            .as_ref()
+            .map_or(0, |gzip| gzip.body.len() + headers(&gzip.headers));
+        self.body.len() + headers(&self.headers) + gzip + std::mem::size_of::<Self>()
     }
 }
 
@@ -240,11 +259,14 @@ impl PageCache {
     }
 
     /// Stores `page` under `key`, replacing what was there, unless a purge happened since
-    /// `epoch` (then the page may predate the change that caused the purge). Returns whether
-    /// the page stays stored.
-    pub async fn store(&self, key: CacheKey, page: CachedPage, epoch: u64) -> bool {
+    /// `epoch` (then the page may predate the change that caused the purge); its gzip variant
+    /// is made now. Returns whether the page stays stored.
+    pub async fn store(&self, key: CacheKey, mut page: CachedPage, epoch: u64) -> bool {
         if self.epoch() != epoch {
             return false;
+        }
+        if page.gzip.is_none() {
+            page.gzip = Gzipped::of(&page.headers, &page.body);
         }
         self.pages.insert(key.clone(), Arc::new(page)).await;
         if self.epoch() != epoch {

@@ -145,4 +145,5 @@ pub(crate) struct ClusterFile {
 pub(crate) struct LogFile {
     pub(crate) level: String,
     pub(crate) format: String,
+    pub(crate) access: bool,
 }

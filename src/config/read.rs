@@ -77,6 +77,7 @@ pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>
     let log = LogFile {
         level: r.string("level", DEFAULT_LOG_LEVEL),
         format: r.string("format", DEFAULT_LOG_FORMAT),
+        access: r.boolean("access", true),
     };
     r.report_unknown_keys();
     let file = FileConfig {

@@ -91,6 +91,7 @@ impl Settings {
                     LogFormat::Json => "json",
                 }
                 .to_owned(),
+                access: log.access,
             },
         }
     }

@@ -161,4 +161,6 @@ pub struct LogSettings {
     pub level: String,
     /// Output format.
     pub format: LogFormat,
+    /// Whether each request gets its request line (`log.access`).
+    pub access: bool,
 }

@@ -197,6 +197,7 @@ fn log(f: &LogFile, p: &mut Problems) -> Option<LogSettings> {
     Some(LogSettings {
         level: level?,
         format: format?,
+        access: f.access,
     })
 }
 

@@ -131,7 +131,7 @@ pub(crate) async fn serve(
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::MissingAuthorization)?;
-    let token = Token::parse(raw_token, &proxy.hasher);
+    let token = proxy.tokens.read(raw_token);
     let now = epoch_now();
     let usable =
         token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
@@ -157,7 +157,7 @@ pub(crate) async fn serve(
             ctx.cache = Some(CacheStatus::Hit {
                 ttl_secs: held.ttl_secs,
             });
-            return Ok(hit_response(&held));
+            return Ok(hit_response(&held, &parts.headers));
         }
         Lookup::Stale {
             held,
@@ -170,7 +170,7 @@ pub(crate) async fn serve(
             ctx.cache = Some(CacheStatus::Stale {
                 ttl_secs: held.ttl_secs,
             });
-            return Ok(hit_response(&held));
+            return Ok(hit_response(&held, &parts.headers));
         }
         Lookup::Stale {
             held,
@@ -213,7 +213,7 @@ pub(crate) async fn serve(
             ctx.cache = Some(CacheStatus::Stale {
                 ttl_secs: held.ttl_secs,
             });
-            return Ok(hit_response(&held));
+            return Ok(hit_response(&held, &parts.headers));
         }
         Lookup::Stale { held, .. } => Some(held),
         Lookup::Missing => None,
@@ -266,7 +266,7 @@ pub(crate) async fn serve(
         ctx.cache = Some(CacheStatus::Stale {
             ttl_secs: held.ttl_secs,
         });
-        return Ok(hit_response(held));
+        return Ok(hit_response(held, &parts.headers));
     }
     if role == Role::Leader && outcome.is_err() {
         let micros = upstream_micros.load(Ordering::Relaxed);
@@ -421,11 +421,9 @@ async fn fill(
     }
     let storable = storable && parts.status == StatusCode::OK && !encoded(&parts.headers);
     let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
-    let copy = claim.as_ref().map(|_| CachedPage {
-        headers: page.headers.clone(),
-        body: page.body.clone(),
-        stored_at: page.stored_at,
-    });
+    let copy = claim
+        .as_ref()
+        .map(|_| CachedPage::new(&page.headers, page.body.clone(), page.stored_at));
     let stored = storable && proxy.cache.store(key, page, epoch).await;
     if let Some(claim) = claim {
         claim.finish(copy.as_ref().filter(|_| stored)).await;
@@ -457,9 +455,11 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
     }
 }
 
-fn hit_response(held: &HeldPage) -> Response<ProxyBody> {
-    let mut response = Response::new(body::full(held.page.body.clone()));
-    *response.headers_mut() = held.page.headers.clone();
+/// A stored page as the answer to a request with `request` headers (the variant it accepts).
+fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
+    let (headers, body) = held.page.variant_for(request);
+    let mut response = Response::new(body::full(body.clone()));
+    *response.headers_mut() = headers.clone();
     response
         .headers_mut()
         .insert(header::AGE, HeaderValue::from(held.age_secs));

@@ -39,11 +39,12 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    KnownTokens, Token, TokenHasher, Verifier, VerifierSetupError, bearer_token, epoch_now,
+    KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token, epoch_now,
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{
     Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome, names_one_connection,
+    vary_on_encoding,
 };
 use crate::cluster::Cluster;
 use crate::config::Settings;
@@ -128,11 +129,11 @@ pub struct Proxy {
     refresh_backoff: RefreshBackoff,
     invalidator: Invalidator,
     known: KnownTokens,
-    hasher: TokenHasher,
+    tokens: TokenReader,
     metrics: Arc<Metrics>,
     /// The cluster this replica belongs to, with `cluster.redis_url`.
     cluster: Option<Arc<Cluster>>,
-    /// Whether `hasher` uses the cluster's key, so token hashes agree with other replicas'.
+    /// Whether `tokens` hashes with the cluster's key, so token hashes agree with other replicas'.
     shared_hashing: bool,
     request_ids: RequestIds,
 }
@@ -148,7 +149,7 @@ impl Proxy {
             refresh_backoff: RefreshBackoff::default(),
             invalidator: Invalidator::default(),
             known: KnownTokens::default(),
-            hasher,
+            tokens: TokenReader::new(hasher),
             metrics,
             cluster: None,
             shared_hashing: false,
@@ -243,13 +244,17 @@ impl Proxy {
         if ctx.is_cached_route() {
             let headers = response.headers_mut();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            vary_on_encoding(headers);
             if let Some(status) = ctx.cache {
                 headers.insert("cache-status", status.header_value());
             }
         }
         response.headers_mut().insert(REQUEST_ID, request_id);
         self.finish(&span, &method, &ctx, &response, started);
-        response.map(|body| access::log_when_sent(span, started, body))
+        match live.settings.log.access {
+            true => response.map(|body| access::log_when_sent(span, started, body)),
+            false => response,
+        }
     }
 
     /// Phase 2: strips the public path prefix and dispatches.
@@ -385,7 +390,7 @@ impl Proxy {
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
         let raw_token = bearer_token(&parts.headers);
-        let token = raw_token.map(|raw| Token::parse(raw, &self.hasher));
+        let token = raw_token.map(|raw| self.tokens.read(raw));
         let trusted = match (raw_token, &token) {
             (Some(raw), Some(token)) => authenticate::trusted(self, live, raw, token).await,
             _ => false,

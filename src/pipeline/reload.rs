@@ -60,7 +60,10 @@ impl Proxy {
             before.cache.max_bytes != after.cache.max_bytes,
             "cache.max_bytes",
         );
-        note(before.log != after.log, "log");
+        note(
+            before.log.level != after.log.level || before.log.format != after.log.format,
+            "log",
+        );
         note(before.cluster != after.cluster, "cluster");
 
         // The budgets stay: what they spent and their pauses carry over, new rates apply.
