@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use itwin_proxy::app::{self, RunningProxy};
 use itwin_proxy::config::{RateLimitKey, Settings};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, SimConfig, SimQuota, Simulator, TokenSpec};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, SimConfig, SimQuota, Simulator, TokenSpec};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 

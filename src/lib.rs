@@ -19,6 +19,5 @@ pub mod ratelimit;
 pub mod request_body;
 pub mod rewrite;
 pub mod server;
-pub mod sim;
 pub mod telemetry;
 pub mod upstream;

@@ -5,24 +5,20 @@ mod support;
 
 use bytes::Bytes;
 use http::Method;
-use itwin_proxy::sim::DEMO_IMODEL_ID;
-use support::{Harness, starts_with_hit};
-
-fn page(top: u32, skip: u32) -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top={top}&$skip={skip}")
-}
+use itwin_proxy_sim::DEMO_IMODEL_ID;
+use support::{Harness, page_at, starts_with_hit};
 
 #[tokio::test]
 async fn a_repeated_page_is_served_from_memory() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    let first = h.get(&page(10, 0), Some(&token)).await;
+    let first = h.get(&page_at(10, 0), Some(&token)).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(first.header("cache-control"), Some("private"));
     assert_eq!(h.list_calls(), 1);
 
-    let second = h.get(&page(10, 0), Some(&token)).await;
+    let second = h.get(&page_at(10, 0), Some(&token)).await;
     assert_eq!(second.status, 200);
     assert!(
         starts_with_hit(second.cache_status()),
@@ -35,7 +31,7 @@ async fn a_repeated_page_is_served_from_memory() {
     assert_eq!(second.body, first.body);
     assert_eq!(h.list_calls(), 1, "the hit made no upstream call");
 
-    let other_page = h.get(&page(10, 10), Some(&token)).await;
+    let other_page = h.get(&page_at(10, 10), Some(&token)).await;
     assert_eq!(
         other_page.cache_status(),
         "itwin-proxy; fwd=uri-miss; stored"
@@ -48,7 +44,7 @@ async fn a_repeated_page_is_served_from_memory() {
 async fn parameter_order_and_encoding_share_one_entry() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(5, 5), Some(&token)).await;
+    h.get(&page_at(5, 5), Some(&token)).await;
     let reordered = format!("/export/connections?%24skip=5&imodelId={DEMO_IMODEL_ID}&%24top=5");
     let answer = h.get(&reordered, Some(&token)).await;
     assert!(
@@ -63,7 +59,7 @@ async fn parameter_order_and_encoding_share_one_entry() {
 async fn accept_and_prefer_are_part_of_the_key() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(5, 0), Some(&token)).await;
+    h.get(&page_at(5, 0), Some(&token)).await;
     let mut headers = support::bearer(&token);
     headers.insert(
         "accept",
@@ -72,12 +68,12 @@ async fn accept_and_prefer_are_part_of_the_key() {
             .unwrap(),
     );
     let answer = h
-        .send(Method::GET, &page(5, 0), headers.clone(), Bytes::new())
+        .send(Method::GET, &page_at(5, 0), headers.clone(), Bytes::new())
         .await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     headers.insert("prefer", "return=minimal".parse().unwrap());
     let answer = h
-        .send(Method::GET, &page(5, 0), headers, Bytes::new())
+        .send(Method::GET, &page_at(5, 0), headers, Bytes::new())
         .await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.list_calls(), 3);
@@ -103,7 +99,7 @@ async fn unknown_or_repeated_parameters_and_head_bypass_the_cache() {
     assert_eq!(h.list_calls(), 6, "every bypass went upstream");
     let headers = support::bearer(&token);
     let head = h
-        .send(Method::HEAD, &page(5, 0), headers, Bytes::new())
+        .send(Method::HEAD, &page_at(5, 0), headers, Bytes::new())
         .await;
     assert_eq!(head.cache_status(), "itwin-proxy; fwd=bypass");
     assert_eq!(h.sim.count("HEAD", "/export/connections"), 1);
@@ -122,7 +118,7 @@ async fn only_successes_are_stored() {
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss");
     }
     for _ in 0..2 {
-        let answer = h.get(&page(5000, 0), Some(&token)).await;
+        let answer = h.get(&page_at(5000, 0), Some(&token)).await;
         assert_eq!(answer.status, 422, "the upstream's own validation");
     }
     assert_eq!(h.list_calls(), 4);
@@ -132,16 +128,16 @@ async fn only_successes_are_stored() {
 async fn no_cache_goes_upstream_and_refreshes_the_entry() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(5, 0), Some(&token)).await;
+    h.get(&page_at(5, 0), Some(&token)).await;
     let mut headers = support::bearer(&token);
     headers.insert("cache-control", "no-cache".parse().unwrap());
     let answer = h
-        .send(Method::GET, &page(5, 0), headers, Bytes::new())
+        .send(Method::GET, &page_at(5, 0), headers, Bytes::new())
         .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
     assert_eq!(h.list_calls(), 2);
-    let after = h.get(&page(5, 0), Some(&token)).await;
+    let after = h.get(&page_at(5, 0), Some(&token)).await;
     assert!(starts_with_hit(after.cache_status()));
     let age: u64 = after.header("age").unwrap().parse().unwrap();
     assert!(age <= 1, "the entry was refreshed, age {age}");
@@ -152,8 +148,8 @@ async fn no_cache_goes_upstream_and_refreshes_the_entry() {
 async fn hits_and_misses_are_counted_in_metrics() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(5, 0), Some(&token)).await;
-    h.get(&page(5, 0), Some(&token)).await;
+    h.get(&page_at(5, 0), Some(&token)).await;
+    h.get(&page_at(5, 0), Some(&token)).await;
     h.get("/export/connections/nope", Some(&token)).await;
     let metrics = h.admin("/metrics").await;
     assert_eq!(metrics.status, 200);
@@ -175,9 +171,9 @@ async fn purges_evict_pages_for_every_subject() {
     let alice = h.token("alice");
     let bob = h.token("bob");
     for token in [&alice, &bob] {
-        h.get(&page(5, 0), Some(token)).await;
+        h.get(&page_at(5, 0), Some(token)).await;
         assert!(starts_with_hit(
-            h.get(&page(5, 0), Some(token)).await.cache_status()
+            h.get(&page_at(5, 0), Some(token)).await.cache_status()
         ));
     }
     let purged = h
@@ -186,13 +182,13 @@ async fn purges_evict_pages_for_every_subject() {
     assert_eq!(purged.status, 200);
     assert_eq!(purged.json()["purged"], 2, "one page of each subject");
     for token in [&alice, &bob] {
-        let answer = h.get(&page(5, 0), Some(token)).await;
+        let answer = h.get(&page_at(5, 0), Some(token)).await;
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     }
     let purged = h.admin_post("/purge").await;
     assert_eq!(purged.status, 200);
     assert_eq!(purged.json()["purged"], 2);
-    let answer = h.get(&page(5, 0), Some(&alice)).await;
+    let answer = h.get(&page_at(5, 0), Some(&alice)).await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.admin_post("/purge?foo=1").await.status, 400);
 }
@@ -205,7 +201,7 @@ async fn a_page_over_the_rewrite_limit_streams_unchanged_and_is_not_stored() {
     .await;
     let token = h.token("alice");
     for _ in 0..2 {
-        let answer = h.get(&page(50, 0), Some(&token)).await;
+        let answer = h.get(&page_at(50, 0), Some(&token)).await;
         assert_eq!(answer.status, 200);
         assert!(answer.body.len() > 2048);
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss");
@@ -219,7 +215,7 @@ async fn a_page_over_the_rewrite_limit_streams_unchanged_and_is_not_stored() {
         );
     }
     assert_eq!(h.list_calls(), 2);
-    let small = h.get(&page(1, 0), Some(&token)).await;
+    let small = h.get(&page_at(1, 0), Some(&token)).await;
     assert_eq!(small.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
 }
 
@@ -229,7 +225,7 @@ async fn skipping_none_is_the_first_page() {
     let token = h.token("alice");
     let first = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=5");
     h.get(&first, Some(&token)).await;
-    let zero = h.get(&page(5, 0), Some(&token)).await;
+    let zero = h.get(&page_at(5, 0), Some(&token)).await;
     assert!(
         starts_with_hit(zero.cache_status()),
         "{}",
@@ -241,7 +237,7 @@ async fn skipping_none_is_the_first_page() {
 #[tokio::test]
 async fn the_proxys_own_401s_challenge_for_a_bearer_token() {
     let h = Harness::start().await;
-    let none = h.get(&page(5, 0), None).await;
+    let none = h.get(&page_at(5, 0), None).await;
     assert_eq!(none.status, 401);
     assert_eq!(
         none.header("www-authenticate"),
@@ -249,7 +245,9 @@ async fn the_proxys_own_401s_challenge_for_a_bearer_token() {
     );
     let mut basic = http::HeaderMap::new();
     basic.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
-    let not_bearer = h.send(Method::GET, &page(5, 0), basic, Bytes::new()).await;
+    let not_bearer = h
+        .send(Method::GET, &page_at(5, 0), basic, Bytes::new())
+        .await;
     assert_eq!(not_bearer.status, 401);
     assert_eq!(not_bearer.json()["error"]["code"], "HeaderNotFound");
     assert!(

@@ -2,18 +2,14 @@
 //! that ends cleanly on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_itwin-proxy");
-
-fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("itwin-proxy-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use itwin_proxy_sim::{SimConfig, Simulator, TokenSpec};
+use support::process::{BINARY, Running, free_port, temp_config};
+use support::{bearer, page};
 
 #[test]
 fn version_is_printed() {
@@ -143,12 +139,9 @@ fn the_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_reaches_a_log_line_even_at_trace_level() {
-    use itwin_proxy::sim::{DEMO_IMODEL_ID, SimConfig, Simulator, TokenSpec};
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = free_port();
     let path = temp_config(
         "trace.toml",
         &format!(
@@ -156,51 +149,15 @@ async fn no_token_reaches_a_log_line_even_at_trace_level() {
             sim.base_url()
         ),
     );
-    let mut child = tokio::process::Command::new(BINARY)
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::BufReader::new(stderr), &mut text)
-            .await
-            .ok();
-        text
-    });
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let uri =
-        format!("http://127.0.0.1:{port}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1");
-    let answered = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            let request = http::Request::get(&uri)
-                .header("authorization", format!("Bearer {token}"))
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .unwrap();
-            match client.request(request).await {
-                Ok(response) => return response.status(),
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
-    .expect("the proxy answers");
-    assert_eq!(answered, 200);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = log.await.unwrap();
+    let proxy = Running::start(&path, &[("RUST_LOG", "trace")]);
+    let answer = proxy
+        .first_get(
+            &format!("http://127.0.0.1:{port}{}", page(1)),
+            bearer(&token),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let log = proxy.stop().await;
     assert!(log.contains("request completed"), "the request was logged");
     for segment in token.split('.').skip(1) {
         assert!(!log.contains(segment), "a token reached the log");

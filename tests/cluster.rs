@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use itwin_proxy::app::{self, RunningProxy};
 use itwin_proxy::config::{RateLimitKey, Settings};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig, SimQuota, Simulator, TokenSpec};
-use support::{Answer, bearer, client, request, settings_for, within};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, Failure, SimConfig, SimQuota, Simulator, TokenSpec};
+use support::{Answer, bearer, client, page_at, rate_limit, request, settings_for, within};
 
 /// Three proxies in front of one simulator, sharing one Redis.
 struct Cluster {
@@ -95,10 +95,6 @@ impl Cluster {
     }
 }
 
-fn page(skip: u32) -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1&$skip={skip}")
-}
-
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -114,9 +110,7 @@ async fn three_replicas_under_eightfold_overload_keep_the_quota() {
     };
     let cluster = Arc::new(
         Cluster::start(REDIS, "overload", sim, 3, |settings| {
-            settings.rate_limit.requests_per_second = rps;
-            settings.rate_limit.burst = burst;
-            settings.rate_limit.max_wait = Duration::from_millis(500);
+            rate_limit(settings, rps, burst, Duration::from_millis(500));
             settings.rate_limit.key = RateLimitKey::Global;
         })
         .await,
@@ -131,7 +125,7 @@ async fn three_replicas_under_eightfold_overload_keep_the_quota() {
     for n in 0..offered {
         let (cluster, token) = (Arc::clone(&cluster), token.clone());
         requests.push(tokio::spawn(async move {
-            cluster.get(n as usize % 3, &page(n), &token).await
+            cluster.get(n as usize % 3, &page_at(1, n), &token).await
         }));
         tokio::time::sleep_until((started + gap * (n + 1)).into()).await;
     }
@@ -174,7 +168,10 @@ async fn a_pause_met_by_one_replica_holds_the_others() {
     let token = cluster.token("alice");
     // Trusted on every replica first (its calls then draw from the app's budget).
     for replica in 0..3 {
-        assert_eq!(cluster.get(replica, &page(100), &token).await.status, 200);
+        assert_eq!(
+            cluster.get(replica, &page_at(1, 100), &token).await.status,
+            200
+        );
     }
     cluster.sim.fail_next(
         1,
@@ -182,11 +179,11 @@ async fn a_pause_met_by_one_replica_holds_the_others() {
             retry_after: Some("30".into()),
         },
     );
-    let met = cluster.get(0, &page(1), &token).await;
+    let met = cluster.get(0, &page_at(1, 1), &token).await;
     assert_eq!(met.status, 429, "the upstream's 429 passes through");
     let calls = cluster.sim.request_count();
     for replica in 1..3 {
-        let held = cluster.get(replica, &page(2), &token).await;
+        let held = cluster.get(replica, &page_at(1, 2), &token).await;
         assert_eq!(held.status, 429);
         assert_eq!(held.json()["error"]["code"], "TooManyRequests");
         let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
@@ -198,7 +195,7 @@ async fn a_pause_met_by_one_replica_holds_the_others() {
         "nothing reached the upstream"
     );
     // Cached pages are still served during the pause.
-    let hit = cluster.get(1, &page(100), &token).await;
+    let hit = cluster.get(1, &page_at(1, 100), &token).await;
     assert_eq!(hit.status, 200);
 }
 
@@ -206,11 +203,11 @@ async fn a_pause_met_by_one_replica_holds_the_others() {
 async fn a_page_filled_on_one_replica_is_a_hit_on_the_others() {
     let cluster = Cluster::start(REDIS, "shared", SimConfig::default(), 3, |_| {}).await;
     let token = cluster.token("alice");
-    let first = cluster.get(0, &page(0), &token).await;
+    let first = cluster.get(0, &page_at(1, 0), &token).await;
     assert_eq!(first.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for replica in 1..3 {
-        let shared = cluster.get(replica, &page(0), &token).await;
+        let shared = cluster.get(replica, &page_at(1, 0), &token).await;
         assert_eq!(shared.status, 200);
         let status = shared.cache_status();
         assert!(
@@ -220,7 +217,7 @@ async fn a_page_filled_on_one_replica_is_a_hit_on_the_others() {
         assert_eq!(shared.body, first.body);
         let age: u64 = shared.header("age").unwrap().parse().unwrap();
         assert!(age >= 1, "the page keeps its original age: {age}");
-        let again = cluster.get(replica, &page(0), &token).await;
+        let again = cluster.get(replica, &page_at(1, 0), &token).await;
         let status = again.cache_status();
         assert!(
             status.starts_with("itwin-proxy; hit; ttl=") && !status.contains("shared"),
@@ -237,7 +234,7 @@ async fn a_page_filled_on_one_replica_is_a_hit_on_the_others() {
     assert_eq!(cluster.list_calls(), 1);
     // Another subject does not get alice's page.
     let bob = cluster.token("bob");
-    let other = cluster.get(1, &page(0), &bob).await;
+    let other = cluster.get(1, &page_at(1, 0), &bob).await;
     assert!(
         !other.cache_status().contains("hit"),
         "{}",
@@ -251,13 +248,13 @@ async fn concurrent_misses_on_three_replicas_make_one_upstream_call() {
         Arc::new(Cluster::start(REDIS, "collapse", SimConfig::default(), 3, |_| {}).await);
     let token = cluster.token("alice");
     // The token proven once (on one replica) is known-valid on all.
-    assert_eq!(cluster.get(0, &page(50), &token).await.status, 200);
+    assert_eq!(cluster.get(0, &page_at(1, 50), &token).await.status, 200);
     let before = cluster.list_calls();
     cluster.sim.set_delay(Duration::from_millis(300));
     let requests: Vec<_> = (0..3 * 64)
         .map(|n| {
             let (cluster, token) = (Arc::clone(&cluster), token.clone());
-            tokio::spawn(async move { cluster.get(n % 3, &page(7), &token).await })
+            tokio::spawn(async move { cluster.get(n % 3, &page_at(1, 7), &token).await })
         })
         .collect();
     let mut bodies = Vec::new();
@@ -419,7 +416,7 @@ async fn redis_killed_and_restarted_fails_no_request_and_sharing_resumes() {
         .await,
     );
     let token = cluster.token("alice");
-    assert_eq!(cluster.get(0, &page(0), &token).await.status, 200);
+    assert_eq!(cluster.get(0, &page_at(1, 0), &token).await.status, 200);
     until_cluster(&cluster, true).await;
 
     // Traffic keeps flowing on both replicas while Redis goes away and comes back.
@@ -433,7 +430,11 @@ async fn redis_killed_and_restarted_fails_no_request_and_sharing_resumes() {
                 let mut n = 0;
                 while running.load(Ordering::SeqCst) {
                     // A cached page and a new one, in turn.
-                    let path = if n % 2 == 0 { page(0) } else { page(1000 + n) };
+                    let path = if n % 2 == 0 {
+                        page_at(1, 0)
+                    } else {
+                        page_at(1, 1000 + n)
+                    };
                     statuses.push(cluster.get(replica, &path, &token).await.status.as_u16());
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -462,7 +463,7 @@ async fn redis_killed_and_restarted_fails_no_request_and_sharing_resumes() {
         assert!(statuses.iter().filter(|s| **s == 200).count() > statuses.len() / 2);
     }
     // Sharing resumes: a page filled on one replica is a shared hit on the other.
-    let fresh = page(5000);
+    let fresh = page_at(1, 5000);
     assert_eq!(cluster.get(0, &fresh, &token).await.status, 200);
     let shared = cluster.get(1, &fresh, &token).await;
     let cluster_lines = |text: String| {

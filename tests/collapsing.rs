@@ -7,14 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use itwin_proxy::sim::DEMO_IMODEL_ID;
-use support::{Answer, Harness, within};
+use itwin_proxy_sim::DEMO_IMODEL_ID;
+use support::{Answer, Harness, page, within};
 
 const CONCURRENT: usize = 16;
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=20")
-}
 
 /// Waits until `n` requests wait on the proxy's shared upstream calls.
 async fn all_joined(h: &Harness, n: usize) {
@@ -31,7 +27,7 @@ async fn fire(h: &Arc<Harness>, tokens: Vec<String>) -> Vec<tokio::task::JoinHan
         .into_iter()
         .map(|token| {
             let h = Arc::clone(h);
-            tokio::spawn(async move { h.get(&page(), Some(&token)).await })
+            tokio::spawn(async move { h.get(&page(20), Some(&token)).await })
         })
         .collect()
 }
@@ -68,7 +64,7 @@ async fn concurrent_misses_of_known_tokens_of_one_subject_make_one_call() {
     let first = h.token("alice");
     let second = h
         .sim
-        .token(&itwin_proxy::sim::TokenSpec::new("alice").expires_in(1200));
+        .token(&itwin_proxy_sim::TokenSpec::new("alice").expires_in(1200));
     // Make both tokens known-valid on another page.
     for token in [&first, &second] {
         let other = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1");
@@ -101,7 +97,7 @@ async fn unknown_tokens_never_share_a_call() {
     let alice = h.token("alice");
     let forged = h
         .sim
-        .forged_token(&itwin_proxy::sim::TokenSpec::new("alice"));
+        .forged_token(&itwin_proxy_sim::TokenSpec::new("alice"));
     let hold = h.sim.hold();
     let requests = fire(&h, vec![alice, forged]).await;
     within(hold.waiting_at_least(2)).await;

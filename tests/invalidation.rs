@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, SimConfig};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, SimConfig};
 use support::{Answer, Harness, starts_with_hit, within};
 
 const OTHER_IMODEL: &str = "other-imodel";
@@ -261,7 +261,7 @@ async fn a_write_without_an_answer_evicts_conservatively() {
     let h = two_imodels().await;
     let alice = h.token("alice");
     cache(&h, &list(DEMO_IMODEL_ID), &alice).await;
-    h.sim.fail_next(1, itwin_proxy::sim::Failure::Close);
+    h.sim.fail_next(1, itwin_proxy_sim::Failure::Close);
     let body = serde_json::json!({"iModelId": DEMO_IMODEL_ID, "displayName": "x"});
     let lost = h
         .send(

@@ -5,20 +5,16 @@ mod support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Scopes, SimConfig, TokenSpec};
-use support::{Harness, starts_with_hit};
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=10")
-}
+use itwin_proxy_sim::{DEMO_IMODEL_ID, Scopes, SimConfig, TokenSpec};
+use support::{Harness, page, starts_with_hit};
 
 /// A harness where alice's page is cached and her token known-valid.
 async fn with_alice_cached() -> (Harness, String) {
     let h = Harness::start().await;
     let alice = h.token("alice");
-    assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
+    assert_eq!(h.get(&page(10), Some(&alice)).await.status, 200);
     assert!(starts_with_hit(
-        h.get(&page(), Some(&alice)).await.cache_status()
+        h.get(&page(10), Some(&alice)).await.cache_status()
     ));
     assert_eq!(h.list_calls(), 1);
     (h, alice)
@@ -28,7 +24,7 @@ async fn with_alice_cached() -> (Harness, String) {
 async fn another_subject_goes_upstream() {
     let (h, _) = with_alice_cached().await;
     let bob = h.token("bob");
-    let answer = h.get(&page(), Some(&bob)).await;
+    let answer = h.get(&page(10), Some(&bob)).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.list_calls(), 2);
@@ -39,7 +35,7 @@ async fn a_forged_token_claiming_alice_gets_the_upstream_refusal() {
     let (h, _) = with_alice_cached().await;
     let forged = h.sim.forged_token(&TokenSpec::new("alice"));
     for _ in 0..2 {
-        let answer = h.get(&page(), Some(&forged)).await;
+        let answer = h.get(&page(10), Some(&forged)).await;
         assert_eq!(answer.status, 401);
         assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
     }
@@ -50,7 +46,7 @@ async fn a_forged_token_claiming_alice_gets_the_upstream_refusal() {
 async fn an_expired_token_never_hits() {
     let (h, _) = with_alice_cached().await;
     let expired = h.sim.token(&TokenSpec::new("alice").expires_in(-60));
-    let answer = h.get(&page(), Some(&expired)).await;
+    let answer = h.get(&page(10), Some(&expired)).await;
     assert_eq!(answer.status, 401);
     assert!(!starts_with_hit(answer.cache_status()));
     assert_eq!(h.list_calls(), 2);
@@ -64,12 +60,12 @@ async fn a_token_without_an_accepted_scope_never_hits() {
     })
     .await;
     let alice = h.token("alice");
-    h.get(&page(), Some(&alice)).await;
+    h.get(&page(10), Some(&alice)).await;
     let legacy = h.sim.token(
         &TokenSpec::new("alice").scopes(Scopes::SpaceSeparated("openid export:read".into())),
     );
     for _ in 0..3 {
-        let answer = h.get(&page(), Some(&legacy)).await;
+        let answer = h.get(&page(10), Some(&legacy)).await;
         assert_eq!(
             answer.status, 200,
             "the upstream accepts the deprecated scope"
@@ -83,9 +79,9 @@ async fn a_token_without_an_accepted_scope_never_hits() {
 async fn a_second_valid_token_of_the_same_subject_hits_once_known() {
     let (h, _) = with_alice_cached().await;
     let again = h.sim.token(&TokenSpec::new("alice").expires_in(1800));
-    let first = h.get(&page(), Some(&again)).await;
+    let first = h.get(&page(10), Some(&again)).await;
     assert_eq!(first.cache_status(), "itwin-proxy; fwd=request");
-    let second = h.get(&page(), Some(&again)).await;
+    let second = h.get(&page(10), Some(&again)).await;
     assert!(
         starts_with_hit(second.cache_status()),
         "{}",
@@ -99,11 +95,11 @@ async fn opaque_tokens_are_their_own_subject() {
     let h = Harness::start().await;
     h.sim.register_opaque_token("opaque-one", "carol", "app");
     h.sim.register_opaque_token("opaque-two", "carol", "app");
-    assert_eq!(h.get(&page(), Some("opaque-one")).await.status, 200);
+    assert_eq!(h.get(&page(10), Some("opaque-one")).await.status, 200);
     assert!(starts_with_hit(
-        h.get(&page(), Some("opaque-one")).await.cache_status()
+        h.get(&page(10), Some("opaque-one")).await.cache_status()
     ));
-    let other = h.get(&page(), Some("opaque-two")).await;
+    let other = h.get(&page(10), Some("opaque-two")).await;
     assert_eq!(other.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     assert_eq!(h.list_calls(), 2);
 }
@@ -111,13 +107,13 @@ async fn opaque_tokens_are_their_own_subject() {
 #[tokio::test]
 async fn without_a_bearer_token_nothing_goes_upstream() {
     let h = Harness::start().await;
-    let answer = h.get(&page(), None).await;
+    let answer = h.get(&page(10), None).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.header("content-type"), Some("application/json"));
     assert_eq!(answer.json()["error"]["code"], "HeaderNotFound");
     let mut basic = HeaderMap::new();
     basic.insert("authorization", "Basic YWxpY2U6cHc=".parse().unwrap());
-    let answer = h.send(Method::GET, &page(), basic, Bytes::new()).await;
+    let answer = h.send(Method::GET, &page(10), basic, Bytes::new()).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.json()["error"]["code"], "HeaderNotFound");
     assert_eq!(h.sim.request_count(), 0);
@@ -128,7 +124,7 @@ async fn a_denied_subject_is_refused_by_the_upstream_not_served() {
     let (h, _) = with_alice_cached().await;
     h.sim.deny("dave", DEMO_IMODEL_ID);
     let dave = h.token("dave");
-    let answer = h.get(&page(), Some(&dave)).await;
+    let answer = h.get(&page(10), Some(&dave)).await;
     assert_eq!(answer.status, 403);
     assert_eq!(answer.json()["error"]["code"], "InsufficientPermissions");
 }
@@ -141,7 +137,7 @@ async fn a_second_authorization_header_is_refused_before_anything_is_sent() {
     headers.append("authorization", format!("Bearer {forged}").parse().unwrap());
     headers.append("authorization", format!("Bearer {alice}").parse().unwrap());
     let calls = h.sim.request_count();
-    for path in [page(), "/export/connections/x".to_owned()] {
+    for path in [page(10), "/export/connections/x".to_owned()] {
         let answer = h
             .send(Method::GET, &path, headers.clone(), Bytes::new())
             .await;

@@ -7,12 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Scopes, SimConfig, TokenSpec};
-use support::{Harness, starts_with_hit, within};
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=4")
-}
+use itwin_proxy_sim::{DEMO_IMODEL_ID, Scopes, SimConfig, TokenSpec};
+use support::{Harness, page, starts_with_hit, within};
 
 /// A harness whose proxy verifies tokens against the simulator's key set.
 async fn verifying(reject_unverified: bool) -> Harness {
@@ -51,10 +47,10 @@ async fn keys_fetched(h: &Harness) {
 async fn a_verified_token_hits_without_proving_itself_upstream() {
     let h = verifying(false).await;
     let first = h.sim.rs256_token(&TokenSpec::new("alice"));
-    let answer = h.get(&page(), Some(&first)).await;
+    let answer = h.get(&page(4), Some(&first)).await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     let second = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(1200));
-    let hit = h.get(&page(), Some(&second)).await;
+    let hit = h.get(&page(4), Some(&second)).await;
     assert!(
         starts_with_hit(hit.cache_status()),
         "{}",
@@ -68,17 +64,17 @@ async fn a_verified_token_hits_without_proving_itself_upstream() {
 async fn a_forged_token_is_refused_locally_when_asked() {
     let h = verifying(true).await;
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    h.get(&page(), Some(&alice)).await;
+    h.get(&page(4), Some(&alice)).await;
     let forged = h.sim.forged_rs256_token(&TokenSpec::new("alice"));
-    let answer = h.get(&page(), Some(&forged)).await;
+    let answer = h.get(&page(4), Some(&forged)).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.json()["error"]["code"], "InvalidToken");
     assert_eq!(answer.header("cache-control"), Some("private"));
     let expired = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(-600));
-    assert_eq!(h.get(&page(), Some(&expired)).await.status, 401);
+    assert_eq!(h.get(&page(4), Some(&expired)).await.status, 401);
     let hs256 = h.token("alice");
     assert_eq!(
-        h.get(&page(), Some(&hs256)).await.json()["error"]["code"],
+        h.get(&page(4), Some(&hs256)).await.json()["error"]["code"],
         "InvalidToken",
         "symmetric algorithms are never accepted"
     );
@@ -89,9 +85,9 @@ async fn a_forged_token_is_refused_locally_when_asked() {
 async fn without_reject_unverified_the_upstream_decides() {
     let h = verifying(false).await;
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    h.get(&page(), Some(&alice)).await;
+    h.get(&page(4), Some(&alice)).await;
     let forged = h.sim.forged_rs256_token(&TokenSpec::new("alice"));
-    let answer = h.get(&page(), Some(&forged)).await;
+    let answer = h.get(&page(4), Some(&forged)).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=request");
     assert_eq!(h.list_calls(), 2);
@@ -101,13 +97,13 @@ async fn without_reject_unverified_the_upstream_decides() {
 async fn a_verified_token_still_needs_an_accepted_scope() {
     let h = verifying(false).await;
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    h.get(&page(), Some(&alice)).await;
+    h.get(&page(4), Some(&alice)).await;
     let unscoped = h.sim.rs256_token(
         &TokenSpec::new("alice")
             .scopes(Scopes::Absent)
             .expires_in(1500),
     );
-    let answer = h.get(&page(), Some(&unscoped)).await;
+    let answer = h.get(&page(4), Some(&unscoped)).await;
     assert!(
         !starts_with_hit(answer.cache_status()),
         "{}",
@@ -124,9 +120,9 @@ async fn unavailable_keys_fall_back_to_the_upstream() {
     settings.auth.reject_unverified = true;
     h.proxy.proxy().reload(settings).unwrap();
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
+    assert_eq!(h.get(&page(4), Some(&alice)).await.status, 200);
     assert!(starts_with_hit(
-        h.get(&page(), Some(&alice)).await.cache_status()
+        h.get(&page(4), Some(&alice)).await.cache_status()
     ));
 }
 
@@ -137,11 +133,11 @@ async fn keys_are_discovered_from_the_issuer() {
     settings.auth.issuer = Some(h.sim.base_url());
     h.proxy.proxy().reload(settings).unwrap();
     keys_fetched(&h).await;
-    h.get(&page(), Some(&h.sim.rs256_token(&TokenSpec::new("alice"))))
+    h.get(&page(4), Some(&h.sim.rs256_token(&TokenSpec::new("alice"))))
         .await;
     let fresh = h.sim.rs256_token(&TokenSpec::new("alice").expires_in(900));
     assert!(starts_with_hit(
-        h.get(&page(), Some(&fresh)).await.cache_status()
+        h.get(&page(4), Some(&fresh)).await.cache_status()
     ));
     assert_eq!(h.list_calls(), 1);
 }
@@ -150,11 +146,11 @@ async fn keys_are_discovered_from_the_issuer() {
 async fn an_upstream_refusal_outweighs_a_good_signature() {
     let h = verifying(false).await;
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    assert_eq!(h.get(&page(), Some(&alice)).await.status, 200);
+    assert_eq!(h.get(&page(4), Some(&alice)).await.status, 200);
     h.sim.deny("alice", DEMO_IMODEL_ID);
     let other_page = format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=5");
     assert_eq!(h.get(&other_page, Some(&alice)).await.status, 403);
-    let after = h.get(&page(), Some(&alice)).await;
+    let after = h.get(&page(4), Some(&alice)).await;
     assert_eq!(
         after.status, 403,
         "the cached page is not served to a refused token"
@@ -166,9 +162,9 @@ async fn an_upstream_refusal_outweighs_a_good_signature() {
 async fn new_verification_settings_forget_what_the_old_ones_proved() {
     let h = verifying(false).await;
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    h.get(&page(), Some(&alice)).await;
+    h.get(&page(4), Some(&alice)).await;
     assert!(starts_with_hit(
-        h.get(&page(), Some(&alice)).await.cache_status()
+        h.get(&page(4), Some(&alice)).await.cache_status()
     ));
     let mut settings = support::settings_for(&h.sim);
     settings.auth.jwks_url = Some(
@@ -178,7 +174,7 @@ async fn new_verification_settings_forget_what_the_old_ones_proved() {
     );
     settings.auth.audience = Some("another-api".into());
     h.proxy.proxy().reload(settings).unwrap();
-    let after = h.get(&page(), Some(&alice)).await;
+    let after = h.get(&page(4), Some(&alice)).await;
     assert_eq!(
         after.cache_status(),
         "itwin-proxy; fwd=request",
@@ -209,7 +205,7 @@ async fn a_key_server_that_never_answers_delays_neither_start_nor_requests() {
         .expect("the key fetch starts at once");
     let started = Instant::now();
     let alice = h.sim.rs256_token(&TokenSpec::new("alice"));
-    let answer = h.get(&page(), Some(&alice)).await;
+    let answer = h.get(&page(4), Some(&alice)).await;
     assert_eq!(answer.status, 200, "the upstream judged the token");
     let passed = h.get("/export/connections/none", Some(&alice)).await;
     assert_eq!(passed.status, 404);

@@ -3,101 +3,51 @@
 //! sent and upstream time (on a 502 too); the signing keys are fetched and logged at start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
-use std::time::Duration;
+mod support;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig, Simulator, TokenSpec};
+use http::Method;
+use itwin_proxy_sim::{Failure, SimConfig, Simulator, TokenSpec};
 use serde_json::Value;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_itwin-proxy");
+use support::process::{Running, free_port, temp_config};
+use support::{bearer, client, page, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_lines_carry_what_an_operator_searches_for() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let dir = std::env::temp_dir().join(format!("itwin-proxy-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("json.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let port = free_port();
+    let config = temp_config(
+        "json.toml",
+        &format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n\
              [upstream]\nbase_url = \"{base}\"\n\
              [auth]\njwks_url = \"{base}/.well-known/jwks.json\"\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n",
             base = sim.base_url()
         ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(BINARY)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::BufReader::new(stderr), &mut text)
-            .await
-            .ok();
-        text
-    });
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let page =
-        format!("http://127.0.0.1:{port}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=2");
-    let get = |id: &'static str| {
-        let request = http::Request::get(&page)
-            .header("authorization", format!("Bearer {token}"))
-            .header("x-request-id", id)
-            .header("user-agent", "log-test/1.0")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client.request(request)
+    );
+    let proxy = Running::start(&config, &[] as &[(&str, &str)]);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    let with_id = |id: &str| {
+        let mut headers = bearer(&token);
+        headers.insert("x-request-id", id.parse().unwrap());
+        headers.insert("user-agent", "log-test/1.0".parse().unwrap());
+        headers
     };
-    let first = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match get("first").await {
-                Ok(response) => return response,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
-    .expect("the proxy answers");
-    assert_eq!(first.status(), 200);
-    first.into_body().collect().await.unwrap();
-    let hit = get("second").await.unwrap();
-    let hit_bytes = hit.into_body().collect().await.unwrap().to_bytes().len();
+    let first = proxy.first_get(&page, with_id("first")).await;
+    assert_eq!(first.status, 200);
+    let client = client();
+    let hit = request(&client, Method::GET, &page, with_id("second"), Bytes::new()).await;
+    let hit_bytes = hit.body.len();
     sim.fail_next(1, Failure::Close);
-    let mut no_cache = http::Request::get(&page)
-        .header("authorization", format!("Bearer {token}"))
-        .header("x-request-id", "broken")
-        .header("cache-control", "no-cache")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    no_cache.headers_mut().remove("user-agent");
-    let broken = client.request(no_cache).await.unwrap();
-    assert_eq!(broken.status(), 502);
+    let mut no_cache = bearer(&token);
+    no_cache.insert("x-request-id", "broken".parse().unwrap());
+    no_cache.insert("cache-control", "no-cache".parse().unwrap());
+    let broken = request(&client, Method::GET, &page, no_cache, Bytes::new()).await;
+    assert_eq!(broken.status, 502);
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = log.await.unwrap();
+    let log = proxy.stop().await;
     let lines: Vec<Value> = log
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))

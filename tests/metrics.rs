@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig};
+use itwin_proxy_sim::{Failure, SimConfig};
 use support::prometheus::{Family, kind, parse, value};
-use support::{Harness, bearer};
+use support::{Harness, bearer, page};
 
 const LIST: &str = "/export/connections";
-
-fn page() -> String {
-    format!("{LIST}?imodelId={DEMO_IMODEL_ID}&$top=5")
-}
 
 /// Scrapes `/metrics` with `accept` (if any), checks the announced type, and parses the
 /// body with the parser for that type.
@@ -55,14 +51,14 @@ fn requests(families: &[Family], route: &str, status: &str, cache: &str) -> Opti
 async fn both_formats_parse_and_count_what_happened() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    let first = h.get(&page(), Some(&token)).await;
+    let first = h.get(&page(5), Some(&token)).await;
     assert_eq!(first.status, 200);
-    h.get(&page(), Some(&token)).await;
+    h.get(&page(5), Some(&token)).await;
     let mut no_cache = bearer(&token);
     no_cache.insert("cache-control", "no-cache".parse().unwrap());
-    let refreshed = h.send(Method::GET, &page(), no_cache, Bytes::new()).await;
+    let refreshed = h.send(Method::GET, &page(5), no_cache, Bytes::new()).await;
     assert_eq!(refreshed.cache_status(), "itwin-proxy; fwd=request");
-    assert_eq!(h.get(&page(), None).await.status, 401);
+    assert_eq!(h.get(&page(5), None).await.status, 401);
     let id = first.json()["connections"][0]["id"]
         .as_str()
         .unwrap()

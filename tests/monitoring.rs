@@ -8,7 +8,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use itwin_proxy::sim::DEMO_IMODEL_ID;
+use itwin_proxy_sim::DEMO_IMODEL_ID;
 use support::{Harness, starts_with_hit};
 
 const DASHBOARD: &str = "deploy/monitoring/grafana-dashboard.json";

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use itwin_proxy::sim::{DEMO_IMODEL_ID, SimConfig};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, SimConfig};
 use support::Harness;
 
 const UPSTREAM_ORIGIN: &str = "https://api.bentley.com";

@@ -6,7 +6,7 @@ mod support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, Failure};
 use support::{Harness, bearer, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -8,21 +8,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use itwin_proxy::config::Settings;
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig, SimQuota, TokenSpec};
-use support::{Answer, Harness, within};
-
-fn page(skip: u32) -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=1&$skip={skip}")
-}
-
-fn budget(rps: f64, burst: u32, max_wait: Duration) -> impl FnOnce(&mut Settings) {
-    move |settings| {
-        settings.rate_limit.requests_per_second = rps;
-        settings.rate_limit.burst = burst;
-        settings.rate_limit.max_wait = max_wait;
-    }
-}
+use itwin_proxy_sim::{Failure, SimConfig, SimQuota, TokenSpec};
+use support::{Answer, Harness, page_at, rate_limit, within};
 
 fn retry_after(answer: &Answer) -> u64 {
     answer
@@ -52,12 +39,16 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
         }),
         ..SimConfig::default()
     };
-    let h =
-        Arc::new(Harness::start_with(sim_config, budget(rps, burst, Duration::from_secs(1))).await);
+    let h = Arc::new(
+        Harness::start_with(sim_config, |s| {
+            rate_limit(s, rps, burst, Duration::from_secs(1))
+        })
+        .await,
+    );
     let token = h.token("alice");
     // One answer makes the token trusted, so the overload draws from its app's budget alone;
     // then a quiet second lets that budget and the upstream's quota fill up again.
-    assert_eq!(h.get(&page(1000), Some(&token)).await.status, 200);
+    assert_eq!(h.get(&page_at(1, 1000), Some(&token)).await.status, 200);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let overload = 8 * burst;
     let requests: Vec<_> = (0..overload)
@@ -65,7 +56,7 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
             let (h, token) = (Arc::clone(&h), token.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let answer = h.get(&page(skip), Some(&token)).await;
+                let answer = h.get(&page_at(1, skip), Some(&token)).await;
                 (answer, started.elapsed())
             })
         })
@@ -98,17 +89,16 @@ async fn an_eightfold_overload_never_earns_an_upstream_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_are_served_while_the_budget_is_spent() {
     let h = Arc::new(
-        Harness::start_with(
-            SimConfig::default(),
-            budget(0.05, 1, Duration::from_secs(60)),
-        )
+        Harness::start_with(SimConfig::default(), |s| {
+            rate_limit(s, 0.05, 1, Duration::from_secs(60))
+        })
         .await,
     );
     let token = h.token("alice");
-    assert_eq!(h.get(&page(0), Some(&token)).await.status, 200);
+    assert_eq!(h.get(&page_at(1, 0), Some(&token)).await.status, 200);
     let waiting = {
         let (h, token) = (Arc::clone(&h), token.clone());
-        tokio::spawn(async move { h.get(&page(1), Some(&token)).await })
+        tokio::spawn(async move { h.get(&page_at(1, 1), Some(&token)).await })
     };
     within(async {
         while h.proxy.in_flight() < 1 {
@@ -116,7 +106,7 @@ async fn hits_are_served_while_the_budget_is_spent() {
         }
     })
     .await;
-    let hit = h.get(&page(0), Some(&token)).await;
+    let hit = h.get(&page_at(1, 0), Some(&token)).await;
     assert!(
         support::starts_with_hit(hit.cache_status()),
         "{}",
@@ -132,37 +122,39 @@ async fn hits_are_served_while_the_budget_is_spent() {
 
 #[tokio::test]
 async fn two_client_apps_have_their_own_budgets() {
-    let h = Harness::start_with(SimConfig::default(), budget(0.05, 1, Duration::ZERO)).await;
+    let h = Harness::start_with(SimConfig::default(), |s| {
+        rate_limit(s, 0.05, 1, Duration::ZERO)
+    })
+    .await;
     let app_a = h.sim.token(&TokenSpec::new("alice").client_id("app-a"));
     let app_b = h.sim.token(&TokenSpec::new("bob").client_id("app-b"));
-    assert_eq!(h.get(&page(0), Some(&app_a)).await.status, 200);
-    let refused = h.get(&page(1), Some(&app_a)).await;
+    assert_eq!(h.get(&page_at(1, 0), Some(&app_a)).await.status, 200);
+    let refused = h.get(&page_at(1, 1), Some(&app_a)).await;
     assert_proxy_429(&refused);
     assert_eq!(refused.cache_status(), "itwin-proxy; fwd=uri-miss");
     assert_eq!(refused.header("cache-control"), Some("private"));
-    assert_eq!(h.get(&page(1), Some(&app_b)).await.status, 200);
+    assert_eq!(h.get(&page_at(1, 1), Some(&app_b)).await.status, 200);
     assert_eq!(h.list_calls(), 2);
 }
 
 #[tokio::test]
 async fn the_global_key_shares_one_budget() {
     let h = Harness::start_with(SimConfig::default(), |settings| {
-        budget(0.05, 1, Duration::ZERO)(settings);
+        rate_limit(settings, 0.05, 1, Duration::ZERO);
         settings.rate_limit.key = itwin_proxy::config::RateLimitKey::Global;
     })
     .await;
     let app_a = h.sim.token(&TokenSpec::new("alice").client_id("app-a"));
     let app_b = h.sim.token(&TokenSpec::new("bob").client_id("app-b"));
-    assert_eq!(h.get(&page(0), Some(&app_a)).await.status, 200);
-    assert_proxy_429(&h.get(&page(1), Some(&app_b)).await);
+    assert_eq!(h.get(&page_at(1, 0), Some(&app_a)).await.status, 200);
+    assert_proxy_429(&h.get(&page_at(1, 1), Some(&app_b)).await);
 }
 
 #[tokio::test]
 async fn an_upstream_retry_after_pauses_that_client_app_only() {
-    let h = Harness::start_with(
-        SimConfig::default(),
-        budget(100.0, 100, Duration::from_secs(1)),
-    )
+    let h = Harness::start_with(SimConfig::default(), |s| {
+        rate_limit(s, 100.0, 100, Duration::from_secs(1))
+    })
     .await;
     let app_a = h.sim.token(&TokenSpec::new("alice").client_id("app-a"));
     let app_b = h.sim.token(&TokenSpec::new("bob").client_id("app-b"));
@@ -172,14 +164,14 @@ async fn an_upstream_retry_after_pauses_that_client_app_only() {
             retry_after: Some("30".into()),
         },
     );
-    let met = h.get(&page(0), Some(&app_a)).await;
+    let met = h.get(&page_at(1, 0), Some(&app_a)).await;
     assert_eq!(
         met.status, 429,
         "the pause is longer than max_wait: the upstream's 429"
     );
     assert!(met.header("itwinplatform-ratelimited-tier").is_some());
     assert_eq!(met.header("retry-after"), Some("30"));
-    let paused = h.get(&page(1), Some(&app_a)).await;
+    let paused = h.get(&page_at(1, 1), Some(&app_a)).await;
     assert_proxy_429(&paused);
     assert!(
         (25..=30).contains(&retry_after(&paused)),
@@ -187,7 +179,7 @@ async fn an_upstream_retry_after_pauses_that_client_app_only() {
         retry_after(&paused)
     );
     assert_eq!(
-        h.get(&page(1), Some(&app_b)).await.status,
+        h.get(&page_at(1, 1), Some(&app_b)).await.status,
         200,
         "app-b is not paused"
     );
@@ -200,10 +192,9 @@ async fn an_upstream_retry_after_pauses_that_client_app_only() {
 
 #[tokio::test]
 async fn an_http_date_retry_after_pauses_too() {
-    let h = Harness::start_with(
-        SimConfig::default(),
-        budget(100.0, 100, Duration::from_secs(1)),
-    )
+    let h = Harness::start_with(SimConfig::default(), |s| {
+        rate_limit(s, 100.0, 100, Duration::from_secs(1))
+    })
     .await;
     let token = h.token("alice");
     let until = SystemTime::now() + Duration::from_secs(40);
@@ -213,8 +204,8 @@ async fn an_http_date_retry_after_pauses_too() {
             retry_after: Some(httpdate::fmt_http_date(until)),
         },
     );
-    assert_eq!(h.get(&page(0), Some(&token)).await.status, 503);
-    let paused = h.get(&page(1), Some(&token)).await;
+    assert_eq!(h.get(&page_at(1, 0), Some(&token)).await.status, 503);
+    let paused = h.get(&page_at(1, 1), Some(&token)).await;
     assert_proxy_429(&paused);
     assert!(
         (30..=41).contains(&retry_after(&paused)),
@@ -225,10 +216,9 @@ async fn an_http_date_retry_after_pauses_too() {
 
 #[tokio::test]
 async fn a_get_that_met_a_short_pause_is_retried_once() {
-    let h = Harness::start_with(
-        SimConfig::default(),
-        budget(100.0, 100, Duration::from_secs(5)),
-    )
+    let h = Harness::start_with(SimConfig::default(), |s| {
+        rate_limit(s, 100.0, 100, Duration::from_secs(5))
+    })
     .await;
     let token = h.token("alice");
     h.sim.fail_next(
@@ -237,7 +227,7 @@ async fn a_get_that_met_a_short_pause_is_retried_once() {
             retry_after: Some("1".into()),
         },
     );
-    let answer = h.get(&page(0), Some(&token)).await;
+    let answer = h.get(&page_at(1, 0), Some(&token)).await;
     assert_eq!(answer.status, 200, "retried after the pause");
     assert_eq!(h.list_calls(), 2);
     let metrics = String::from_utf8_lossy(&h.admin("/metrics").await.body).into_owned();
@@ -265,7 +255,7 @@ async fn forged_tokens_naming_an_app_never_spend_its_budget() {
     // The app may make 3 calls at once and no more for a long while; no waiting at all.
     let h = Arc::new(
         Harness::start_with(SimConfig::default(), |settings| {
-            budget(0.001, 3, Duration::ZERO)(settings);
+            rate_limit(settings, 0.001, 3, Duration::ZERO);
             settings.rate_limit.unverified_per_second = 0.001;
             settings.rate_limit.unverified_burst = 40;
         })
@@ -273,14 +263,14 @@ async fn forged_tokens_naming_an_app_never_spend_its_budget() {
     );
     let genuine = h.sim.token(&TokenSpec::new("alice").client_id("victim"));
     // Its first answer makes the token trusted (that call is charged to the app: 2 left).
-    assert_eq!(h.get(&page(0), Some(&genuine)).await.status, 200);
+    assert_eq!(h.get(&page_at(1, 0), Some(&genuine)).await.status, 200);
     let flood: Vec<_> = (0..30)
         .map(|i| {
             let (h, token) = (
                 Arc::clone(&h),
                 forged(&genuine, &format!("mallory-{i}"), "victim"),
             );
-            tokio::spawn(async move { h.get(&page(i % 5), Some(&token)).await.status })
+            tokio::spawn(async move { h.get(&page_at(1, i % 5), Some(&token)).await.status })
         })
         .collect();
     for request in flood {
@@ -292,7 +282,7 @@ async fn forged_tokens_naming_an_app_never_spend_its_budget() {
     }
     // The app's trusted misses still find its two remaining permits at once.
     for skip in [1, 2] {
-        let answer = h.get(&page(skip), Some(&genuine)).await;
+        let answer = h.get(&page_at(1, skip), Some(&genuine)).await;
         assert_eq!(
             answer.status,
             200,
@@ -300,18 +290,21 @@ async fn forged_tokens_naming_an_app_never_spend_its_budget() {
             String::from_utf8_lossy(&answer.body)
         );
     }
-    assert_proxy_429(&h.get(&page(3), Some(&genuine)).await);
+    assert_proxy_429(&h.get(&page_at(1, 3), Some(&genuine)).await);
 }
 
 #[tokio::test]
 async fn an_untrusted_call_that_succeeds_is_charged_to_its_app() {
-    let h = Harness::start_with(SimConfig::default(), budget(0.001, 2, Duration::ZERO)).await;
+    let h = Harness::start_with(SimConfig::default(), |s| {
+        rate_limit(s, 0.001, 2, Duration::ZERO)
+    })
+    .await;
     let first = h.sim.token(&TokenSpec::new("alice").client_id("app"));
     let second = h.sim.token(&TokenSpec::new("bob").client_id("app"));
     // Two new tokens of one app: both untrusted, both on the unverified budget, and both
     // charged to the app once answered, which spends its burst of 2.
-    assert_eq!(h.get(&page(0), Some(&first)).await.status, 200);
-    assert_eq!(h.get(&page(0), Some(&second)).await.status, 200);
-    assert_proxy_429(&h.get(&page(1), Some(&first)).await);
+    assert_eq!(h.get(&page_at(1, 0), Some(&first)).await.status, 200);
+    assert_eq!(h.get(&page_at(1, 0), Some(&second)).await.status, 200);
+    assert_proxy_429(&h.get(&page_at(1, 1), Some(&first)).await);
     assert_eq!(h.list_calls(), 2);
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, Failure, SimConfig};
 use support::{Harness, within};
 
 #[tokio::test]

@@ -6,20 +6,16 @@ mod support;
 
 use std::time::Duration;
 
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig};
-use support::{Harness, starts_with_hit};
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=2")
-}
+use itwin_proxy_sim::{Failure, SimConfig};
+use support::{Harness, page, rate_limit, starts_with_hit};
 
 #[tokio::test]
 async fn a_new_public_url_empties_the_cache_and_shows_in_links() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(), Some(&token)).await;
+    h.get(&page(2), Some(&token)).await;
     assert!(starts_with_hit(
-        h.get(&page(), Some(&token)).await.cache_status()
+        h.get(&page(2), Some(&token)).await.cache_status()
     ));
 
     let mut settings = support::settings_for(&h.sim);
@@ -28,7 +24,7 @@ async fn a_new_public_url_empties_the_cache_and_shows_in_links() {
     assert!(reloaded.cache_emptied);
     assert_eq!(reloaded.needs_restart, Vec::<&str>::new());
 
-    let answer = h.get(&page(), Some(&token)).await;
+    let answer = h.get(&page(2), Some(&token)).await;
     assert_eq!(answer.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     let next = answer.json()["_links"]["next"]["href"]
         .as_str()
@@ -38,7 +34,7 @@ async fn a_new_public_url_empties_the_cache_and_shows_in_links() {
         next.starts_with("http://gateway.test/itwin/export/connections?"),
         "{next}"
     );
-    let prefixed = h.get(&format!("/itwin{}", page()), Some(&token)).await;
+    let prefixed = h.get(&format!("/itwin{}", page(2)), Some(&token)).await;
     assert!(
         starts_with_hit(prefixed.cache_status()),
         "the new prefix routes"
@@ -49,7 +45,7 @@ async fn a_new_public_url_empties_the_cache_and_shows_in_links() {
 async fn keys_that_need_a_restart_are_reported_and_the_cache_is_kept() {
     let h = Harness::start().await;
     let token = h.token("alice");
-    h.get(&page(), Some(&token)).await;
+    h.get(&page(2), Some(&token)).await;
     let mut settings = support::settings_for(&h.sim);
     settings.server.listen = "127.0.0.1:1".parse().unwrap();
     settings.cache.max_bytes = 1024;
@@ -58,34 +54,32 @@ async fn keys_that_need_a_restart_are_reported_and_the_cache_is_kept() {
     assert_eq!(reloaded.needs_restart, ["server.listen", "cache.max_bytes"]);
     assert!(!reloaded.cache_emptied);
     assert!(starts_with_hit(
-        h.get(&page(), Some(&token)).await.cache_status()
+        h.get(&page(2), Some(&token)).await.cache_status()
     ));
 }
 
 #[tokio::test]
 async fn a_reload_keeps_pauses_and_spent_permits() {
     let budget = |settings: &mut itwin_proxy::config::Settings, burst| {
-        settings.rate_limit.requests_per_second = 0.001;
-        settings.rate_limit.burst = burst;
-        settings.rate_limit.max_wait = Duration::ZERO;
+        rate_limit(settings, 0.001, burst, Duration::ZERO);
     };
     let h = Harness::start_with(SimConfig::default(), |s| budget(s, 2)).await;
     let paused = h
         .sim
-        .token(&itwin_proxy::sim::TokenSpec::new("alice").client_id("paused"));
+        .token(&itwin_proxy_sim::TokenSpec::new("alice").client_id("paused"));
     let spent = h
         .sim
-        .token(&itwin_proxy::sim::TokenSpec::new("bob").client_id("spent"));
+        .token(&itwin_proxy_sim::TokenSpec::new("bob").client_id("spent"));
     h.sim.fail_next(
         1,
         Failure::TooManyRequests {
             retry_after: Some("60".into()),
         },
     );
-    assert_eq!(h.get(&page(), Some(&paused)).await.status, 429);
+    assert_eq!(h.get(&page(2), Some(&paused)).await.status, 429);
     // Two calls spend the burst of the other app (the first, untrusted, is charged to it).
-    assert_eq!(h.get(&page(), Some(&spent)).await.status, 200);
-    let skip = format!("{}&$skip=2", page());
+    assert_eq!(h.get(&page(2), Some(&spent)).await.status, 200);
+    let skip = format!("{}&$skip=2", page(2));
     assert_eq!(h.get(&skip, Some(&spent)).await.status, 200);
 
     let mut settings = support::settings_for(&h.sim);
@@ -93,12 +87,12 @@ async fn a_reload_keeps_pauses_and_spent_permits() {
     settings.rate_limit.max_pause = Duration::from_secs(120);
     h.proxy.proxy().reload(settings).unwrap();
 
-    let still_paused = h.get(&page(), Some(&paused)).await;
+    let still_paused = h.get(&page(2), Some(&paused)).await;
     assert_eq!(still_paused.status, 429);
     assert_eq!(still_paused.json()["error"]["code"], "TooManyRequests");
     let retry_after: u64 = still_paused.header("retry-after").unwrap().parse().unwrap();
     assert!((50..=60).contains(&retry_after), "{retry_after}");
-    let next = format!("{}&$skip=4", page());
+    let next = format!("{}&$skip=4", page(2));
     let still_spent = h.get(&next, Some(&spent)).await;
     assert_eq!(
         still_spent.status, 429,

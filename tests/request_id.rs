@@ -10,12 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use itwin_proxy::sim::DEMO_IMODEL_ID;
-use support::{Answer, Harness, bearer, starts_with_hit, within};
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=3")
-}
+use support::{Answer, Harness, bearer, page, starts_with_hit, within};
 
 fn with_id(token: Option<&str>, name: &'static str, id: &str) -> HeaderMap {
     let mut headers = token.map_or_else(HeaderMap::new, bearer);
@@ -24,7 +19,7 @@ fn with_id(token: Option<&str>, name: &'static str, id: &str) -> HeaderMap {
 }
 
 async fn get(h: &Harness, headers: HeaderMap) -> Answer {
-    h.send(Method::GET, &page(), headers, Bytes::new()).await
+    h.send(Method::GET, &page(3), headers, Bytes::new()).await
 }
 
 /// The `x-request-id` the simulator received last.

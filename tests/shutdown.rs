@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use itwin_proxy::app;
-use itwin_proxy::sim::{SimConfig, Simulator};
+use itwin_proxy_sim::{SimConfig, Simulator};
 use support::{Harness, client, settings_for, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +49,7 @@ async fn requests_past_the_grace_period_are_cut_and_counted() {
     let mut settings = settings_for(&sim);
     settings.server.shutdown_grace = Duration::from_millis(200);
     let proxy = app::start(settings).await.unwrap();
-    let token = sim.token(&itwin_proxy::sim::TokenSpec::new("alice"));
+    let token = sim.token(&itwin_proxy_sim::TokenSpec::new("alice"));
     let hold = sim.hold();
     let url = format!("http://{}/export/connections/x", proxy.addr());
     let pending = tokio::spawn(async move {

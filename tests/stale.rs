@@ -8,14 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use itwin_proxy::config::Settings;
-use itwin_proxy::sim::{DEMO_IMODEL_ID, Failure, SimConfig, TokenSpec};
-use support::{Answer, Harness, starts_with_hit, within};
+use itwin_proxy_sim::{Failure, SimConfig, TokenSpec};
+use support::{Answer, Harness, page, rate_limit, starts_with_hit, within};
 
 const TTL: Duration = Duration::from_secs(1);
-
-fn page() -> String {
-    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=3")
-}
 
 fn short_ttl(settings: &mut Settings) {
     settings.cache.ttl = TTL;
@@ -35,7 +31,7 @@ fn assert_stale(answer: &Answer, original: &Answer) {
 
 /// Stores the page for `token` and lets it go stale.
 async fn stored_then_stale(h: &Harness, token: &str) -> Answer {
-    let original = h.get(&page(), Some(token)).await;
+    let original = h.get(&page(3), Some(token)).await;
     assert_eq!(original.cache_status(), "itwin-proxy; fwd=uri-miss; stored");
     // Freshness is measured in real time here: waiting it out is the condition itself.
     tokio::time::sleep(TTL + Duration::from_millis(200)).await;
@@ -48,10 +44,10 @@ async fn an_upstream_failure_serves_the_stale_page() {
     let alice = h.token("alice");
     let original = stored_then_stale(&h, &alice).await;
     h.sim.fail_next(1, Failure::Status(500));
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
     h.sim.fail_next(1, Failure::Close);
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
-    let refreshed = h.get(&page(), Some(&alice)).await;
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
+    let refreshed = h.get(&page(3), Some(&alice)).await;
     assert_eq!(
         refreshed.cache_status(),
         "itwin-proxy; fwd=uri-miss; stored"
@@ -67,15 +63,13 @@ async fn an_upstream_failure_serves_the_stale_page() {
 async fn a_spent_budget_serves_the_stale_page_at_once() {
     let h = Harness::start_with(SimConfig::default(), |settings| {
         short_ttl(settings);
-        settings.rate_limit.requests_per_second = 0.02;
-        settings.rate_limit.burst = 1;
-        settings.rate_limit.max_wait = Duration::from_secs(60);
+        rate_limit(settings, 0.02, 1, Duration::from_secs(60));
     })
     .await;
     let alice = h.token("alice");
     let original = stored_then_stale(&h, &alice).await;
     let started = Instant::now();
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "it did not wait for a permit"
@@ -94,8 +88,8 @@ async fn an_upstream_429_serves_stale_and_pauses_without_a_retry() {
             retry_after: Some("30".into()),
         },
     );
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
     assert_eq!(h.list_calls(), 2, "the pause kept the second request home");
 }
 
@@ -106,7 +100,7 @@ async fn a_token_not_known_valid_never_gets_a_stale_page() {
     stored_then_stale(&h, &alice).await;
     let other_alice = h.sim.token(&TokenSpec::new("alice").expires_in(900));
     h.sim.fail_next(1, Failure::Status(500));
-    let answer = h.get(&page(), Some(&other_alice)).await;
+    let answer = h.get(&page(3), Some(&other_alice)).await;
     assert_eq!(answer.status, 500);
     assert!(!answer.cache_status().contains("stale"));
 }
@@ -121,7 +115,7 @@ async fn past_stale_if_error_the_failure_passes_through() {
     let alice = h.token("alice");
     stored_then_stale(&h, &alice).await;
     h.sim.fail_next(1, Failure::Status(503));
-    let answer = h.get(&page(), Some(&alice)).await;
+    let answer = h.get(&page(3), Some(&alice)).await;
     assert_eq!(answer.status, 503);
 }
 
@@ -134,7 +128,7 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
     .await;
     let alice = h.token("alice");
     let original = stored_then_stale(&h, &alice).await;
-    assert_stale(&h.get(&page(), Some(&alice)).await, &original);
+    assert_stale(&h.get(&page(3), Some(&alice)).await, &original);
     within(async {
         while h.list_calls() < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -143,7 +137,7 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
     .await;
     let refreshed = within(async {
         loop {
-            let answer = h.get(&page(), Some(&alice)).await;
+            let answer = h.get(&page(3), Some(&alice)).await;
             if starts_with_hit(answer.cache_status()) {
                 return answer;
             }

@@ -12,8 +12,8 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use itwin_proxy::app;
 use itwin_proxy::config::RateLimitKey;
-use itwin_proxy::sim::{DEMO_IMODEL_ID, SimConfig, Simulator};
-use support::{Harness, WAIT, starts_with_hit, within};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, SimConfig, Simulator};
+use support::{Harness, WAIT, rate_limit, starts_with_hit, within};
 
 fn list() -> String {
     format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top=5")
@@ -36,9 +36,7 @@ fn create_body() -> Bytes {
 async fn a_write_refused_by_the_budget_evicts_nothing() {
     let h = Harness::start_with(SimConfig::default(), |settings| {
         settings.rate_limit.key = RateLimitKey::Global;
-        settings.rate_limit.burst = 1;
-        settings.rate_limit.requests_per_second = 0.001;
-        settings.rate_limit.max_wait = Duration::ZERO;
+        rate_limit(settings, 0.001, 1, Duration::ZERO);
     })
     .await;
     let token = h.token("alice");
@@ -67,7 +65,7 @@ async fn a_write_that_could_not_connect_evicts_nothing() {
     let mut settings = support::settings_for(&sim);
     settings.auth.issuer = None;
     let proxy = app::start(settings).await.unwrap();
-    let token = sim.token(&itwin_proxy::sim::TokenSpec::new("alice"));
+    let token = sim.token(&itwin_proxy_sim::TokenSpec::new("alice"));
     let client = support::client();
     let url = |path: &str| format!("http://{}{path}", proxy.addr());
     let page = url(&list());

@@ -2,6 +2,7 @@
 //! HTTP client to talk to them.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod prometheus;
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use itwin_proxy::app::{self, RunningProxy};
 use itwin_proxy::config::Settings;
-use itwin_proxy::sim::{SimConfig, Simulator, TokenSpec};
+use itwin_proxy_sim::{DEMO_IMODEL_ID, SimConfig, Simulator, TokenSpec};
 
 /// Bound on any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -48,6 +49,23 @@ impl Answer {
     pub fn cache_status(&self) -> &str {
         self.header("cache-status").unwrap_or("")
     }
+}
+
+/// The proxy path of the demo iModel's first page of `top` connections.
+pub fn page(top: u32) -> String {
+    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top={top}")
+}
+
+/// The proxy path of the demo iModel's page of `top` connections from `skip` on.
+pub fn page_at(top: u32, skip: u32) -> String {
+    format!("/export/connections?imodelId={DEMO_IMODEL_ID}&$top={top}&$skip={skip}")
+}
+
+/// Sets the outbound budget: `rps` calls a second, `burst` at once, `max_wait` in the queue.
+pub fn rate_limit(settings: &mut Settings, rps: f64, burst: u32, max_wait: Duration) {
+    settings.rate_limit.requests_per_second = rps;
+    settings.rate_limit.burst = burst;
+    settings.rate_limit.max_wait = max_wait;
 }
 
 /// Settings for a proxy in front of `sim`, on ephemeral ports, with local token verification
@@ -166,23 +184,33 @@ pub async fn request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    within(try_request(client, method, uri, headers, body))
+        .await
+        .expect("request succeeds")
+}
+
+/// Sends one request and reads the answer whole; a failed connection or body is an error.
+pub async fn try_request(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    uri: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
         .body(Full::new(body))
         .unwrap();
     *request.headers_mut() = headers;
-    within(async {
-        let response = client.request(request).await.expect("request succeeds");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body reads").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+    let response = client.request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
     })
-    .await
 }
 
 /// Awaits `future`, failing the test if it takes longer than [`WAIT`].

@@ -12,7 +12,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sim::{SimConfig, Simulator, TokenSpec};
+use itwin_proxy_sim::{SimConfig, Simulator, TokenSpec};
 
 /// The bound on every wait in these tests.
 const WAIT: Duration = Duration::from_secs(20);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use itwin_proxy::sim::{
+use itwin_proxy_sim::{
     DEMO_CONNECTION_COUNT, DEMO_IMODEL_ID, SimConfig, SimQuota, Simulator, TokenSpec,
 };
 

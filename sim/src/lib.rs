@@ -1,10 +1,11 @@
 //! The upstream simulator: an in-process emulator of the iTwin Export API.
 //!
 //! The proxy's tests start it on `127.0.0.1:0`; users run it offline through the
-//! `itwin-proxy-sim` binary. This module owns the public handle ([`Simulator`]) and its
+//! `itwin-proxy-sim` binary. This crate's root owns the public handle ([`Simulator`]) and its
 //! configuration; the seeded data, tokens and signing keys, the issuer's endpoints, routes,
-//! quota and test controls live in the submodules. No proxy code is used here, so the
-//! simulator stays an independent witness.
+//! quota and test controls live in the modules. It is a crate of its own: it cannot use proxy
+//! code, and the proxy takes it only as a dev-dependency, so the simulator stays an
+//! independent witness.
 
 mod aids;
 mod auth;
