@@ -8,21 +8,14 @@ use std::io::Read;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use itwin_proxy::sim::DEMO_IMODEL_ID;
-use support::{Answer, Harness, bearer, starts_with_hit};
-
-const PAGE: &str = "/export/connections?imodelId=";
-
-fn page() -> String {
-    format!("{PAGE}{DEMO_IMODEL_ID}&$top=50")
-}
+use support::{Answer, Harness, bearer, page, starts_with_hit};
 
 async fn get(h: &Harness, token: &str, accept_encoding: Option<&'static str>) -> Answer {
     let mut headers: HeaderMap = bearer(token);
     if let Some(value) = accept_encoding {
         headers.insert("accept-encoding", HeaderValue::from_static(value));
     }
-    h.send(Method::GET, &page(), headers, Bytes::new()).await
+    h.send(Method::GET, &page(50), headers, Bytes::new()).await
 }
 
 fn gunzip(body: &[u8]) -> Vec<u8> {

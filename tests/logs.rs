@@ -100,73 +100,23 @@ async fn request_lines_carry_what_an_operator_searches_for() {
 async fn access_false_turns_the_request_line_off() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let dir = std::env::temp_dir().join(format!("itwin-proxy-logs-off-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("off.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let port = free_port();
+    let config = temp_config(
+        "off.toml",
+        &format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n\
              [upstream]\nbase_url = \"{base}\"\n[auth]\nissuer = \"\"\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\naccess = false\n",
             base = sim.base_url()
         ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(BINARY)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::BufReader::new(stderr), &mut text)
-            .await
-            .ok();
-        text
-    });
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let page =
-        format!("http://127.0.0.1:{port}/export/connections?imodelId={DEMO_IMODEL_ID}&$top=2");
-    let get = || {
-        let request = http::Request::get(&page)
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client.request(request)
-    };
-    let first = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match get().await {
-                Ok(response) => return response,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
-    .expect("the proxy answers");
-    assert_eq!(first.status(), 200);
-    let hit = get().await.unwrap();
-    assert_eq!(hit.status(), 200);
+    );
+    let proxy = Running::start(&config, &[] as &[(&str, &str)]);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
+    let hit = request(&client(), Method::GET, &page, bearer(&token), Bytes::new()).await;
+    assert_eq!(hit.status, 200);
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = log.await.unwrap();
+    let log = proxy.stop().await;
     assert!(
         log.contains("itwin-proxy listening") && log.contains("\"stopped\""),
         "other lines are still written, the last ones on shutdown:\n{log}"
