@@ -137,13 +137,6 @@ fn strip_prefix_ignore_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &path[prefix.len()..])
 }
 
-/// Whether `path` is that of one connection, `/export/connections/{id}`, whose answer tells
-/// the connection's iModel.
-pub fn names_one_connection(path: &str) -> bool {
-    path.strip_prefix("/export/connections/")
-        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-}
-
 /// A connection as the upstream describes it; only what invalidation needs.
 #[derive(Deserialize)]
 struct Connection {
@@ -293,9 +286,6 @@ mod tests {
         );
         assert_eq!(classify(&Method::POST, "/export/connection%2Fs"), None);
         assert_eq!(classify(&Method::POST, "/export/runs"), None);
-        assert!(names_one_connection("/export/connections/c1"));
-        assert!(!names_one_connection("/export/connections/c1/runs"));
-        assert!(!names_one_connection("/export/connections/"));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ mod store;
 pub use backoff::RefreshBackoff;
 pub use encoding::{Gzipped, accepts_gzip, vary_on_encoding};
 pub use flight::{Abandoned, Flights, Role};
-pub use invalidate::{Invalidator, Write, WriteOutcome, names_one_connection};
+pub use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};
 pub use status::CacheStatus;
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

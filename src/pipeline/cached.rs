@@ -1,30 +1,35 @@
-//! The cached route, `GET /export/connections`: authenticate, build the key, look up, fill
-//! (collapsed), store.
+//! The cached route: a page query of `GET /export/connections`, in phases.
+//!
+//! 1. [`PageRequest::new`], authenticate and cache key: whether the token is known-valid and
+//!    trusted, and which page of whose it asks for;
+//! 2. [`cache_lookup`]: a fresh page is a hit; a stale one is served at once while a refresh
+//!    runs behind ([`refresh`]), or kept to fall back on;
+//! 3. [`fetch`]: the request's flight runs a [`fill`] (or joins the one running): a page
+//!    stored meanwhile, here or by another replica, or one upstream call through the forward,
+//!    response, store and learn phases. A stale page is served instead when the upstream could
+//!    not answer; an answer too large to share is asked for again ([`ask_alone`]);
+//! 4. [`cache_status`]: the cache status, from what happened.
 //!
 //! A page is served from memory only to a request whose token is known-valid, current, holds
 //! an accepted scope, and whose subject owns the page. Every other request goes upstream and
 //! the upstream's answer decides; while a token is not yet known-valid, identical requests
 //! with that same token share one upstream call, never one made with another token.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request};
-use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::authenticate::authenticate;
-use super::forward::{self, Draw, Outbound, Wait};
-use super::relay::{
-    self, Buffered, clean_headers, identity_body, is_rewritable_json, rewrite_json_body,
-};
-use super::shared::Start;
+use super::forward::{self, Draw, Outbound};
+use super::learn::{Answer, Asked};
+use super::relay::{self, Buffering, Relayed, RelayedBody};
+use super::shared::{Claim, Start};
 use super::{Live, Proxy, RequestContext};
-use crate::auth::{Token, TokenHash, bearer_token, epoch_now};
+use crate::auth::{Token, TokenHash, epoch_now};
 use crate::body::{self, ProxyBody};
 use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
 use crate::error::ProxyError;
@@ -40,77 +45,168 @@ pub(crate) enum FlightKey {
     Unverified(TokenHash, CacheKey, u64),
 }
 
-/// An upstream answer on the cached route, shareable by every request that waited for it.
+/// What a fill hands to the requests that share it.
+pub(crate) type FillOutcome = Result<Arc<Fetched>, ProxyError>;
+
+/// A fill's result, shareable by every request that waited for it.
 #[derive(Debug)]
-pub(crate) struct Fetched {
-    /// Set when the fill found the page already stored (another fill stored it meanwhile):
-    /// its freshness left and age, in whole seconds.
-    hit: Option<(i64, u64)>,
-    /// Whether that page came from another replica, through the shared tier.
-    shared: bool,
-    upstream_latency: Option<std::time::Duration>,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: FetchedBody,
-    stored: bool,
+pub(crate) enum Fetched {
+    /// A fresh page stored since the request looked: by a fill here, or (`shared`) by another
+    /// replica, through the shared tier.
+    Reused { held: HeldPage, shared: bool },
+    /// The upstream's answer, made fit for the client; `stored` when it is the stored page.
+    Answered {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: FetchedBody,
+        stored: bool,
+    },
 }
 
 /// The body of a shared answer.
-enum FetchedBody {
+#[derive(Debug)]
+pub(crate) enum FetchedBody {
     /// Read whole (and rewritten, if JSON): every sharer gets a copy.
-    Whole(Bytes),
+    Whole(bytes::Bytes),
     /// Larger than `upstream.max_rewrite_bytes`: it streams, unrewritten, to the one request
     /// that takes it; the others ask the upstream on their own.
     Oversized(Mutex<Option<ProxyBody>>),
 }
 
-impl std::fmt::Debug for FetchedBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Fetched {
+    /// The shareable form of an upstream answer.
+    fn answered(relayed: Relayed, stored: bool) -> Self {
+        let body = match relayed.body {
+            RelayedBody::Whole(bytes) => FetchedBody::Whole(bytes),
+            RelayedBody::Streaming(rest) => FetchedBody::Oversized(Mutex::new(Some(rest))),
+        };
+        Self::Answered {
+            status: relayed.head.status,
+            headers: relayed.head.headers,
+            body,
+            stored,
+        }
+    }
+
+    /// The status of the answer.
+    fn status(&self) -> StatusCode {
         match self {
-            Self::Whole(bytes) => write!(f, "Whole({} bytes)", bytes.len()),
-            Self::Oversized(_) => f.write_str("Oversized"),
+            Self::Reused { .. } => StatusCode::OK,
+            Self::Answered { status, .. } => *status,
+        }
+    }
+
+    /// The response for one sharer, whose request has `request` headers; `None` when its
+    /// body streamed to another.
+    fn response(&self, request: &HeaderMap) -> Option<Response<ProxyBody>> {
+        let (status, headers, body) = match self {
+            Self::Reused { held, .. } => return Some(hit_response(held, request)),
+            Self::Answered {
+                status,
+                headers,
+                body,
+                ..
+            } => (status, headers, body),
+        };
+        let body = match body {
+            FetchedBody::Whole(bytes) => body::full(bytes.clone()),
+            FetchedBody::Oversized(slot) => {
+                slot.lock().unwrap_or_else(PoisonError::into_inner).take()?
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = *status;
+        *response.headers_mut() = headers.clone();
+        Some(response)
+    }
+
+    /// What happened to a request that took this result in `role`.
+    fn happened(&self, role: Role) -> Happened {
+        match self {
+            Self::Reused { held, shared } => Happened::Reused {
+                role,
+                ttl_secs: held.ttl_secs,
+                shared: *shared,
+            },
+            Self::Answered { stored, .. } => Happened::Fetched {
+                role,
+                stored: *stored,
+            },
         }
     }
 }
 
-/// Where a fill's answer goes.
-struct Target {
-    /// The page it fetches.
-    key: CacheKey,
-    /// The purge epoch its request arrived in: no purge since, or the answer is not stored.
-    epoch: u64,
-    /// Whether a fresh page stored meanwhile may be served instead of calling the upstream
-    /// (not for a request that asked for `no-cache`).
-    reuse_fresh: bool,
-    /// Where the fill leaves the time its upstream call took (microseconds), so that the
-    /// request that started it can log it even when the call failed.
-    upstream_micros: Arc<AtomicU64>,
-}
-
-/// What a fill may do with its answer, and what its requests fall back on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fallback {
-    /// Not storable (the token may not use the cache): wait for a permit, relay the answer.
-    None,
-    /// Storable, nothing to fall back on: wait for a permit.
-    Store,
-    /// Storable, and a stale page is at hand: take a permit only if one is free now and do
-    /// not retry after a 429, since serving the stale page beats waiting.
-    Stale,
-}
-
-/// Whether a shared answer means the upstream could not give one: the proxy's own failures
-/// (no permit, unreachable, timed out) or the upstream's 429 and 5xx.
+/// Whether a shared result means the upstream could not give an answer: the proxy's own
+/// failures (no permit, unreachable, timed out) or the upstream's 429 and 5xx.
 fn upstream_could_not_answer(outcome: &FillOutcome) -> bool {
     let status = match outcome {
-        Ok(fetched) => fetched.status,
+        Ok(fetched) => fetched.status(),
         Err(error) => error.status(),
     };
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-/// What a fill hands to the requests that share it.
-pub(crate) type FillOutcome = Result<Arc<Fetched>, ProxyError>;
+/// What happened to a request on the cached route; its cache status follows from it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Happened {
+    /// A page from memory was served, fresh or stale, with its freshness left.
+    Served { ttl_secs: i64, fresh: bool },
+    /// The fill's result, taken in `role`, was a page stored meanwhile (by another replica
+    /// when `shared`).
+    Reused {
+        role: Role,
+        ttl_secs: i64,
+        shared: bool,
+    },
+    /// The fill's result, taken in `role`, was the upstream's answer (`stored` or not).
+    Fetched { role: Role, stored: bool },
+    /// The fill gave no answer.
+    Failed,
+    /// The upstream's answer was too large to share; the request asked on its own.
+    AskedAlone,
+}
+
+impl Happened {
+    /// `held` was served from memory.
+    fn served(held: &HeldPage, fresh: bool) -> Self {
+        Self::Served {
+            ttl_secs: held.ttl_secs,
+            fresh,
+        }
+    }
+}
+
+/// The cache status: from what happened, and whether a stored page was passed over (the
+/// request could not use it), which makes an upstream answer `request` rather than `miss`.
+fn cache_status(happened: Happened, passed_over: bool) -> CacheStatus {
+    match happened {
+        Happened::Served {
+            ttl_secs,
+            fresh: true,
+        } => CacheStatus::Hit { ttl_secs },
+        Happened::Served {
+            ttl_secs,
+            fresh: false,
+        } => CacheStatus::Stale { ttl_secs },
+        Happened::Reused {
+            role: Role::Follower,
+            ..
+        }
+        | Happened::Fetched {
+            role: Role::Follower,
+            ..
+        } => CacheStatus::Collapsed,
+        Happened::Reused {
+            ttl_secs,
+            shared: true,
+            ..
+        } => CacheStatus::Shared { ttl_secs },
+        Happened::Reused { ttl_secs, .. } => CacheStatus::Hit { ttl_secs },
+        Happened::Fetched { .. } | Happened::Failed if passed_over => CacheStatus::Request,
+        Happened::Fetched { stored, .. } => CacheStatus::Miss { stored },
+        Happened::Failed | Happened::AskedAlone => CacheStatus::Miss { stored: false },
+    }
+}
 
 /// Whether the request is cacheable at all: a GET whose query is exactly a page query.
 pub(crate) fn page_query(parts: &request::Parts, query: Option<&str>) -> Option<PageQuery> {
@@ -119,141 +215,195 @@ pub(crate) fn page_query(parts: &request::Parts, query: Option<&str>) -> Option<
         .flatten()
 }
 
-/// Serves one cacheable request: a fresh page when the token may see it, else the (shared)
-/// upstream answer.
-pub(crate) async fn serve(
-    proxy: &Arc<Proxy>,
-    live: &Arc<Live>,
-    parts: &request::Parts,
-    path: &PathAndQuery,
-    client: IpAddr,
-    query: PageQuery,
-    ctx: &mut RequestContext,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::MissingAuthorization)?;
-    let token = proxy.tokens.read(raw_token);
-    let now = epoch_now();
-    let usable =
-        token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
-    let identity = authenticate(proxy, live, raw_token, &token, now).await?;
-    let known = identity.known && usable;
-    let no_cache = asks_no_cache(&parts.headers);
-    let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
+/// A request of the cached route, authenticated and keyed.
+#[derive(Debug)]
+struct PageRequest<'r> {
+    /// Its headers: a page served from memory comes in the variant they accept.
+    headers: &'r HeaderMap,
+    token: Token,
+    key: CacheKey,
+    /// The budget its calls draw from.
+    draw: Draw,
+    /// Its token is known-valid, current and holds an accepted scope: it may share pages.
+    known: bool,
+    /// Its token is current and holds an accepted scope: its answer may be stored.
+    usable: bool,
+    /// It asked that no stored page be used.
+    no_cache: bool,
+    /// A page is stored that it may not use (not `known`, or `no_cache`).
+    passes_over: bool,
+    /// The purge epoch it arrived in.
+    epoch: u64,
+}
 
-    let lookup = match known && !no_cache {
-        true => proxy.cache.lookup(&key, Instant::now()).await,
-        false => Lookup::Missing,
-    };
-    // A refresh that failed lately is not tried again at once (see `RefreshBackoff`).
-    let backing_off = matches!(
-        lookup,
-        Lookup::Stale {
-            revalidate: true,
-            ..
+impl<'r> PageRequest<'r> {
+    /// The authenticate and cache-key phases.
+    async fn new(
+        proxy: &Proxy,
+        live: &Live,
+        parts: &'r request::Parts,
+        raw_token: &str,
+        query: PageQuery,
+        epoch: u64,
+    ) -> Result<Self, ProxyError> {
+        let token = proxy.tokens.read(raw_token);
+        let now = epoch_now();
+        let usable =
+            token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
+        let identity = authenticate(proxy, live, raw_token, &token, now).await?;
+        let known = identity.known && usable;
+        let no_cache = asks_no_cache(&parts.headers);
+        let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
+        let passes_over = (!known || no_cache) && proxy.cache.contains(&key);
+        let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
+        Ok(Self {
+            headers: &parts.headers,
+            token,
+            key,
+            draw,
+            known,
+            usable,
+            no_cache,
+            passes_over,
+            epoch,
+        })
+    }
+
+    /// Who may share its upstream call.
+    fn flight(&self) -> FlightKey {
+        match self.known {
+            true => FlightKey::Verified(self.key.clone(), self.epoch),
+            false => FlightKey::Unverified(self.token.hash, self.key.clone(), self.epoch),
         }
-    ) && !proxy.refresh_backoff.allows(&key, Instant::now()).await;
-    let stale = match lookup {
-        Lookup::Fresh(held) => {
-            ctx.cache = Some(CacheStatus::Hit {
-                ttl_secs: held.ttl_secs,
-            });
-            return Ok(hit_response(&held, &parts.headers));
+    }
+
+    /// A fill for it.
+    fn fill(&self, outbound: Outbound, fallback: Fallback, upstream_time: UpstreamTime) -> Fill {
+        Fill {
+            outbound,
+            token: self.token.clone(),
+            draw: self.draw.clone(),
+            key: self.key.clone(),
+            epoch: self.epoch,
+            reuse_fresh: !self.no_cache,
+            fallback,
+            upstream_time,
         }
-        Lookup::Stale {
-            held,
-            revalidate: true,
-        } if backing_off
-            || proxy
-                .flights
-                .is_running(&FlightKey::Verified(key.clone(), ctx.epoch)) =>
-        {
-            ctx.cache = Some(CacheStatus::Stale {
-                ttl_secs: held.ttl_secs,
-            });
-            return Ok(hit_response(&held, &parts.headers));
-        }
+    }
+}
+
+/// What the cache holds for a request, as far as it may use it.
+#[derive(Debug)]
+enum Found {
+    /// A fresh page.
+    Fresh(HeldPage),
+    /// A stale page to serve now; with `refresh`, a refresh is to start behind it (none
+    /// runs yet, and none failed lately: see `RefreshBackoff`).
+    Stale { held: HeldPage, refresh: bool },
+    /// A stale page to serve only if the upstream cannot answer.
+    StaleIfError(HeldPage),
+    /// Nothing it may use.
+    Missing,
+}
+
+/// The lookup phase, for a request that may use the cache.
+async fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
+    if !page.known || page.no_cache {
+        return Found::Missing;
+    }
+    match proxy.cache.lookup(&page.key, Instant::now()).await {
+        Lookup::Fresh(held) => Found::Fresh(held),
         Lookup::Stale {
             held,
             revalidate: true,
         } => {
-            let outbound = Outbound::from_client(live, parts, path, client)?;
-            let epoch = ctx.epoch;
-            let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
-            let refresh = fill(
-                Arc::clone(proxy),
-                Arc::clone(live),
-                outbound,
-                token,
-                draw,
-                Target {
-                    key: key.clone(),
-                    epoch,
-                    reuse_fresh: true,
-                    upstream_micros: Arc::default(),
-                },
-                Fallback::Stale,
-            );
-            let proxy = Arc::clone(proxy);
-            tokio::spawn(
-                async move {
-                    // The page is stored by the fill; only a failure matters here.
-                    let refreshed = proxy
-                        .flights
-                        .run(FlightKey::Verified(key.clone(), epoch), refresh)
-                        .await;
-                    match refreshed {
-                        Ok((outcome, _)) if !upstream_could_not_answer(&outcome) => {
-                            proxy.refresh_backoff.succeeded(&key).await;
-                        }
-                        _ => proxy.refresh_backoff.failed(key, Instant::now()).await,
-                    }
-                }
-                .instrument(tracing::Span::current()),
-            );
-            ctx.cache = Some(CacheStatus::Stale {
-                ttl_secs: held.ttl_secs,
-            });
-            return Ok(hit_response(&held, &parts.headers));
+            let backing_off = !proxy
+                .refresh_backoff
+                .allows(&page.key, Instant::now())
+                .await;
+            let refreshing = proxy.flights.is_running(&page.flight());
+            Found::Stale {
+                held,
+                refresh: !backing_off && !refreshing,
+            }
         }
-        Lookup::Stale { held, .. } => Some(held),
-        Lookup::Missing => None,
-    };
+        Lookup::Stale { held, .. } => Found::StaleIfError(held),
+        Lookup::Missing => Found::Missing,
+    }
+}
 
-    let present = proxy.cache.contains(&key);
-    // What this request is, should the upstream call fail before it can say more.
-    ctx.cache = Some(if present && (!known || no_cache) {
-        CacheStatus::Request
-    } else {
-        CacheStatus::Miss { stored: false }
-    });
-    let flight = if known {
-        FlightKey::Verified(key.clone(), ctx.epoch)
-    } else {
-        FlightKey::Unverified(token.hash, key.clone(), ctx.epoch)
+/// Answers a page request of the cached route (its token already required by the route
+/// phase), and sets its cache status from what happened.
+pub(crate) async fn answer(
+    proxy: &Arc<Proxy>,
+    live: &Arc<Live>,
+    parts: &request::Parts,
+    raw_token: &str,
+    outbound: Outbound,
+    query: PageQuery,
+    ctx: &mut RequestContext,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let page = PageRequest::new(proxy, live, parts, raw_token, query, ctx.epoch).await?;
+    let (happened, response) = match cache_lookup(proxy, &page).await {
+        Found::Fresh(held) => (
+            Happened::served(&held, true),
+            Ok(hit_response(&held, page.headers)),
+        ),
+        Found::Stale { held, refresh } => {
+            if refresh {
+                self::refresh(proxy, live, &page, outbound);
+            }
+            (
+                Happened::served(&held, false),
+                Ok(hit_response(&held, page.headers)),
+            )
+        }
+        Found::StaleIfError(held) => fetch(proxy, live, &page, outbound, Some(held), ctx).await,
+        Found::Missing => fetch(proxy, live, &page, outbound, None, ctx).await,
     };
-    let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
-    let fallback = match (&stale, usable) {
-        (Some(_), _) => Fallback::Stale,
-        (None, true) => Fallback::Store,
-        (None, false) => Fallback::None,
-    };
-    let upstream_micros = Arc::new(AtomicU64::new(0));
-    let fill = fill(
-        Arc::clone(proxy),
-        Arc::clone(live),
-        Outbound::from_client(live, parts, path, client)?,
-        token,
-        draw.clone(),
-        Target {
-            key,
-            epoch: ctx.epoch,
-            reuse_fresh: !no_cache,
-            upstream_micros: Arc::clone(&upstream_micros),
-        },
-        fallback,
-    )
-    .instrument(tracing::Span::current());
-    let (outcome, role) = match proxy.flights.run(flight, fill).await {
+    ctx.cache = Some(cache_status(happened, page.passes_over));
+    response
+}
+
+/// The refresh of a stale page, behind its serving: a fill in the request's flight, and a
+/// failure makes the next refresh wait (see `RefreshBackoff`).
+fn refresh(proxy: &Arc<Proxy>, live: &Arc<Live>, page: &PageRequest<'_>, outbound: Outbound) {
+    let job = page.fill(outbound, Fallback::Stale, UpstreamTime::default());
+    let refresh = fill(Arc::clone(proxy), Arc::clone(live), job);
+    let (proxy, flight, key) = (Arc::clone(proxy), page.flight(), page.key.clone());
+    tokio::spawn(
+        async move {
+            // The page is stored by the fill; only a failure matters here.
+            match proxy.flights.run(flight, refresh).await {
+                Ok((outcome, _)) if !upstream_could_not_answer(&outcome) => {
+                    proxy.refresh_backoff.succeeded(&key).await;
+                }
+                _ => proxy.refresh_backoff.failed(key, Instant::now()).await,
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+}
+
+/// The fetch phase: the request's flight runs a fill (or joins the one running), and its
+/// result becomes this request's answer; `stale`, if given, is served instead when the
+/// upstream could not answer.
+async fn fetch(
+    proxy: &Arc<Proxy>,
+    live: &Arc<Live>,
+    page: &PageRequest<'_>,
+    outbound: Outbound,
+    stale: Option<HeldPage>,
+    ctx: &mut RequestContext,
+) -> (Happened, Result<Response<ProxyBody>, ProxyError>) {
+    let upstream_time = UpstreamTime::default();
+    let fallback = Fallback::of(stale.is_some(), page.usable);
+    let job = page.fill(outbound.clone(), fallback, upstream_time.clone());
+    let fill = fill(Arc::clone(proxy), Arc::clone(live), job);
+    let run = proxy
+        .flights
+        .run(page.flight(), fill.instrument(tracing::Span::current()));
+    let (outcome, role) = match run.await {
         Ok(shared) => shared,
         Err(abandoned) => (
             Err(ProxyError::Internal(abandoned.to_string())),
@@ -263,184 +413,203 @@ pub(crate) async fn serve(
     if let Some(held) = &stale
         && upstream_could_not_answer(&outcome)
     {
-        ctx.cache = Some(CacheStatus::Stale {
-            ttl_secs: held.ttl_secs,
-        });
-        return Ok(hit_response(held, &parts.headers));
+        return (
+            Happened::served(held, false),
+            Ok(hit_response(held, page.headers)),
+        );
     }
-    if role == Role::Leader && outcome.is_err() {
-        let micros = upstream_micros.load(Ordering::Relaxed);
-        if micros > 0 {
-            ctx.add_upstream_latency(std::time::Duration::from_micros(micros));
-        }
+    if role == Role::Leader {
+        ctx.add_upstream_latency(upstream_time.get());
     }
-    let fetched = outcome?;
-    if role == Role::Leader
-        && let Some(latency) = fetched.upstream_latency
-    {
-        ctx.add_upstream_latency(latency);
-    }
-    if let Some((ttl_secs, age_secs)) = fetched.hit {
-        ctx.cache = Some(match role {
-            Role::Follower => CacheStatus::Collapsed,
-            Role::Leader if fetched.shared => CacheStatus::Shared { ttl_secs },
-            Role::Leader => CacheStatus::Hit { ttl_secs },
-        });
-        let mut response = fetched_response(&fetched)
-            .ok_or_else(|| ProxyError::Internal("a stored page has no body".into()))?;
-        response
-            .headers_mut()
-            .insert(header::AGE, HeaderValue::from(age_secs));
-        return Ok(response);
-    }
-    ctx.cache = Some(match role {
-        Role::Follower => CacheStatus::Collapsed,
-        Role::Leader if present && (!known || no_cache) => CacheStatus::Request,
-        Role::Leader => CacheStatus::Miss {
-            stored: fetched.stored,
-        },
-    });
-    match fetched_response(&fetched) {
-        Some(response) => Ok(response),
+    let fetched = match outcome {
+        Ok(fetched) => fetched,
+        Err(error) => return (Happened::Failed, Err(error)),
+    };
+    match fetched.response(page.headers) {
+        Some(response) => (fetched.happened(role), Ok(response)),
         None => {
-            // Another request streams the oversized shared answer; this one asks on its own.
-            ctx.cache = Some(CacheStatus::Miss { stored: false });
-            let outbound = Outbound::from_client(live, parts, path, client)?;
-            let response =
-                forward::call(proxy, live, &draw, &outbound, None, Wait::Yes, ctx).await?;
-            Ok(relay::relay(live, response, false).await?.response)
+            let response = ask_alone(proxy, live, page, &outbound, ctx).await;
+            (Happened::AskedAlone, response)
         }
     }
 }
 
-/// The fill: one upstream call whose 200 answer, when the token may use the cache, is stored
-/// under the target's key (unless a purge happened since its epoch) and then proves the token
-/// known-valid. A fresh page stored since the request looked is served instead of a call.
-/// Runs on its own task, so it completes even if the request that started it goes away.
-async fn fill(
-    proxy: Arc<Proxy>,
-    live: Arc<Live>,
+/// Asks the upstream again for a request whose shared answer streamed to another sharer (it
+/// was too large to share). The fill that got it first learned from it already.
+async fn ask_alone(
+    proxy: &Proxy,
+    live: &Live,
+    page: &PageRequest<'_>,
+    outbound: &Outbound,
+    ctx: &mut RequestContext,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let called = forward::call(proxy, live, &page.draw, outbound, None, true).await;
+    ctx.add_upstream_latency(called.latency);
+    let relayed = relay::relay(live, called.answer?, Buffering::Json).await?;
+    Ok(relayed.into_response())
+}
+
+/// What a fill may do with its answer, and so how long it may wait for a permit: one
+/// decision, from what its requests fall back on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// Not storable (the token may not use the cache): wait for a permit, relay the answer.
+    NotStored,
+    /// Storable, nothing to fall back on: wait for a permit.
+    Store,
+    /// Storable, and a stale page is at hand: take a permit only if one is free now and do
+    /// not retry after a 429, since serving the stale page beats waiting.
+    Stale,
+}
+
+impl Fallback {
+    /// The fallback of a request with a stale page at hand or not, whose token may have its
+    /// answer stored (`usable`) or not.
+    fn of(stale_at_hand: bool, usable: bool) -> Self {
+        match (stale_at_hand, usable) {
+            (true, _) => Self::Stale,
+            (false, true) => Self::Store,
+            (false, false) => Self::NotStored,
+        }
+    }
+
+    /// Whether the answer may be stored.
+    fn stores(self) -> bool {
+        self != Self::NotStored
+    }
+
+    /// Whether the call may wait for a permit.
+    fn may_wait(self) -> bool {
+        self != Self::Stale
+    }
+}
+
+/// The time a fill's upstream call took, left for the request that started it, which logs
+/// it even when the call failed.
+#[derive(Debug, Clone, Default)]
+struct UpstreamTime(Arc<AtomicU64>);
+
+impl UpstreamTime {
+    fn set(&self, latency: Option<Duration>) {
+        if let Some(latency) = latency {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            self.0.store(micros.max(1), Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        let micros = self.0.load(Ordering::Relaxed);
+        (micros > 0).then(|| Duration::from_micros(micros))
+    }
+}
+
+/// One fill: the call it makes, and where its answer goes.
+#[derive(Debug)]
+struct Fill {
     outbound: Outbound,
     token: Token,
     draw: Draw,
-    Target {
-        key,
-        epoch,
-        reuse_fresh,
-        upstream_micros,
-    }: Target,
+    /// The page it fetches.
+    key: CacheKey,
+    /// The purge epoch its request arrived in: no purge since, or the answer is not stored.
+    epoch: u64,
+    /// Whether a fresh page stored meanwhile may be served instead of calling the upstream
+    /// (not for a request that asked for `no-cache`).
+    reuse_fresh: bool,
     fallback: Fallback,
-) -> FillOutcome {
-    let storable = fallback != Fallback::None;
-    let wait = match fallback {
-        Fallback::Stale => Wait::No,
-        Fallback::Store | Fallback::None => Wait::Yes,
+    upstream_time: UpstreamTime,
+}
+
+/// How a fill begins.
+enum Begun {
+    /// With a fresh page stored meanwhile: no upstream call.
+    Reused(Fetched),
+    /// With a call, and the fill's place in the shared tier, if any.
+    Call(Option<Claim>),
+}
+
+/// The fill phase, on a task of its own (so it completes even if the request that started
+/// it goes away): a fresh page stored meanwhile is taken instead of a call; else one
+/// upstream call through the response, store and learn phases, in that order, so that a
+/// request that sees the token known-valid finds the page in place.
+async fn fill(proxy: Arc<Proxy>, live: Arc<Live>, fill: Fill) -> FillOutcome {
+    let claim = match begin_fill(&proxy, &live, &fill).await {
+        Begun::Reused(fetched) => return Ok(Arc::new(fetched)),
+        Begun::Call(claim) => claim,
     };
-    if storable
-        && reuse_fresh
-        && let Some(held) = stored_meanwhile(&proxy, &token, &key).await
+    let may_wait = fill.fallback.may_wait();
+    let called = forward::call(&proxy, &live, &fill.draw, &fill.outbound, None, may_wait).await;
+    fill.upstream_time.set(called.latency);
+    let response = called.answer?;
+    let status = response.status();
+    let relayed = relay::relay(&live, response, Buffering::Always).await;
+    let stored = match &relayed {
+        Ok(relayed) => store(&proxy, &fill, relayed, claim).await,
+        Err(_) => false,
+    };
+    proxy
+        .learn(Answer {
+            asked: Asked::Fill,
+            token: Some(&fill.token),
+            status,
+            body: relayed
+                .as_ref()
+                .ok()
+                .and_then(Relayed::whole)
+                .map(|b| &b[..]),
+        })
+        .await;
+    Ok(Arc::new(Fetched::answered(relayed?, stored)))
+}
+
+/// How a fill that may store begins: with a fresh page stored since its request looked,
+/// here or by another replica, if the token may have it; else with a call.
+async fn begin_fill(proxy: &Proxy, live: &Live, fill: &Fill) -> Begun {
+    if !fill.fallback.stores() {
+        return Begun::Call(None);
+    }
+    if fill.reuse_fresh
+        && let Some(held) = stored_meanwhile(proxy, &fill.token, &fill.key).await
     {
-        return Ok(Arc::new(Fetched {
-            hit: Some((held.ttl_secs, held.age_secs)),
+        return Begun::Reused(Fetched::Reused {
+            held,
             shared: false,
-            upstream_latency: None,
-            status: StatusCode::OK,
-            headers: held.page.headers.clone(),
-            body: FetchedBody::Whole(held.page.body.clone()),
-            stored: false,
-        }));
+        });
     }
-    let claim = match storable {
-        true => {
-            let may_reuse = reuse_fresh && proxy.known.is_known(&token, epoch_now()).await;
-            match proxy.start_fill(&live, &key, epoch, may_reuse).await {
-                Start::Shared(held) => {
-                    return Ok(Arc::new(Fetched {
-                        hit: Some((held.ttl_secs, held.age_secs)),
-                        shared: true,
-                        upstream_latency: None,
-                        status: StatusCode::OK,
-                        headers: held.page.headers.clone(),
-                        body: FetchedBody::Whole(held.page.body.clone()),
-                        stored: false,
-                    }));
-                }
-                Start::Fill(claim) => claim,
-            }
+    let may_reuse = fill.reuse_fresh && proxy.known.is_known(&fill.token, epoch_now()).await;
+    match proxy
+        .start_fill(live, &fill.key, fill.epoch, may_reuse)
+        .await
+    {
+        Start::Shared(held) => Begun::Reused(Fetched::Reused { held, shared: true }),
+        Start::Fill(claim) => Begun::Call(claim),
+    }
+}
+
+/// The store phase: a 200 read whole, in no content coding, whose fill may store, is stored
+/// under the fill's key unless a purge came since its request arrived; the shared tier gets
+/// the stored page (or its fill lock back). Returns whether it was stored.
+async fn store(proxy: &Proxy, fill: &Fill, relayed: &Relayed, claim: Option<Claim>) -> bool {
+    let head = &relayed.head;
+    let storable =
+        fill.fallback.stores() && head.status == StatusCode::OK && !encoded(&head.headers);
+    let body = relayed.whole().filter(|_| storable);
+    let now = Instant::now();
+    let page = |body: &bytes::Bytes| CachedPage::new(&head.headers, body.clone(), now);
+    let stored = match body {
+        Some(body) => {
+            proxy
+                .cache
+                .store(fill.key.clone(), page(body), fill.epoch)
+                .await
         }
-        false => None,
+        None => false,
     };
-    let mut ctx = RequestContext::default();
-    let response = forward::call(&proxy, &live, &draw, &outbound, None, wait, &mut ctx).await;
-    if let Some(latency) = ctx.upstream_latency {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        upstream_micros.store(micros.max(1), Ordering::Relaxed);
-    }
-    let (mut parts, incoming) = response?.into_parts();
-
-    let now = epoch_now();
-    let accepted = parts.status.is_success();
-    if matches!(
-        parts.status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    ) {
-        proxy.forget_token(&token, now).await;
-    }
-
-    let limit = live.settings.upstream.max_rewrite_bytes;
-    let buffered = relay::buffer(incoming, limit, live.upstream.request_timeout()).await?;
-    clean_headers(&live.rewriter, &mut parts.headers);
-    let body = match buffered {
-        Buffered::Complete(body) => body,
-        Buffered::Partial(rest) => {
-            if accepted {
-                proxy.remember_token(&token, now).await;
-            }
-            return Ok(Arc::new(Fetched {
-                hit: None,
-                shared: false,
-                upstream_latency: ctx.upstream_latency,
-                status: parts.status,
-                headers: parts.headers,
-                body: FetchedBody::Oversized(Mutex::new(Some(rest.boxed()))),
-                stored: false,
-            }));
-        }
-    };
-    let body = match is_rewritable_json(&parts.headers) {
-        true => match identity_body(&mut parts.headers, body, limit) {
-            Ok(plain) => rewrite_json_body(&live.rewriter, &plain).unwrap_or(plain),
-            Err(coded) => coded,
-        },
-        false => body,
-    };
-    parts.headers.remove(header::CONTENT_LENGTH);
-
-    if parts.status == StatusCode::OK {
-        proxy.invalidator.learn_from_page(&body).await;
-    }
-    let storable = storable && parts.status == StatusCode::OK && !encoded(&parts.headers);
-    let page = CachedPage::new(&parts.headers, body.clone(), Instant::now());
-    let copy = claim
-        .as_ref()
-        .map(|_| CachedPage::new(&page.headers, page.body.clone(), page.stored_at));
-    let stored = storable && proxy.cache.store(key, page, epoch).await;
     if let Some(claim) = claim {
-        claim.finish(copy.as_ref().filter(|_| stored)).await;
+        let shared = body.filter(|_| stored).map(page);
+        claim.finish(shared.as_ref()).await;
     }
-    // Only now, with the page in place: a request that sees the token known-valid finds it.
-    if accepted {
-        proxy.remember_token(&token, now).await;
-    }
-    Ok(Arc::new(Fetched {
-        hit: None,
-        shared: false,
-        upstream_latency: ctx.upstream_latency,
-        status: parts.status,
-        headers: parts.headers,
-        body: FetchedBody::Whole(body),
-        stored,
-    }))
+    stored
 }
 
 /// A fresh page stored since the request looked (by a fill that ended just before this one
@@ -455,7 +624,8 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
     }
 }
 
-/// A stored page as the answer to a request with `request` headers (the variant it accepts).
+/// A page served from memory, as the answer to a request with `request` headers (the
+/// variant it accepts).
 fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
     let (headers, body) = held.page.variant_for(request);
     let mut response = Response::new(body::full(body.clone()));
@@ -464,20 +634,6 @@ fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
         .headers_mut()
         .insert(header::AGE, HeaderValue::from(held.age_secs));
     response
-}
-
-/// The response for one sharer of `fetched`; `None` when its body streamed to another.
-fn fetched_response(fetched: &Fetched) -> Option<Response<ProxyBody>> {
-    let body = match &fetched.body {
-        FetchedBody::Whole(bytes) => body::full(bytes.clone()),
-        FetchedBody::Oversized(slot) => {
-            slot.lock().unwrap_or_else(PoisonError::into_inner).take()?
-        }
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = fetched.status;
-    *response.headers_mut() = fetched.headers.clone();
-    Some(response)
 }
 
 /// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or
@@ -519,5 +675,62 @@ mod tests {
         let mut pragma = HeaderMap::new();
         pragma.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         assert!(asks_no_cache(&pragma));
+    }
+
+    #[test]
+    fn the_cache_status_follows_from_what_happened() {
+        let (leader, follower) = (Role::Leader, Role::Follower);
+        let reused = |role, shared| Happened::Reused {
+            role,
+            ttl_secs: 7,
+            shared,
+        };
+        let fetched = |role, stored| Happened::Fetched { role, stored };
+        let cases = [
+            (
+                Happened::Served {
+                    ttl_secs: 7,
+                    fresh: true,
+                },
+                false,
+                CacheStatus::Hit { ttl_secs: 7 },
+            ),
+            (
+                Happened::Served {
+                    ttl_secs: -1,
+                    fresh: false,
+                },
+                false,
+                CacheStatus::Stale { ttl_secs: -1 },
+            ),
+            (
+                reused(leader, false),
+                false,
+                CacheStatus::Hit { ttl_secs: 7 },
+            ),
+            (
+                reused(leader, true),
+                false,
+                CacheStatus::Shared { ttl_secs: 7 },
+            ),
+            (reused(follower, true), false, CacheStatus::Collapsed),
+            (fetched(follower, true), true, CacheStatus::Collapsed),
+            (
+                fetched(leader, true),
+                false,
+                CacheStatus::Miss { stored: true },
+            ),
+            (fetched(leader, false), true, CacheStatus::Request),
+            (Happened::Failed, true, CacheStatus::Request),
+            (Happened::Failed, false, CacheStatus::Miss { stored: false }),
+            (
+                Happened::AskedAlone,
+                true,
+                CacheStatus::Miss { stored: false },
+            ),
+        ];
+        for (happened, passed_over, status) in cases {
+            assert_eq!(cache_status(happened, passed_over), status, "{happened:?}");
+        }
     }
 }

@@ -85,9 +85,11 @@ impl RequestContext {
         }
     }
 
-    /// Adds the time of one upstream call.
-    pub fn add_upstream_latency(&mut self, latency: Duration) {
-        self.upstream_latency = Some(self.upstream_latency.unwrap_or_default() + latency);
+    /// Adds the time of one upstream call, if one was made.
+    pub fn add_upstream_latency(&mut self, latency: Option<Duration>) {
+        if let Some(latency) = latency {
+            self.upstream_latency = Some(self.upstream_latency.unwrap_or_default() + latency);
+        }
     }
 }
 

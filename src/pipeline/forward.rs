@@ -2,14 +2,14 @@
 //! the call, and what the upstream's answer tells the budget.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header, request};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::{Live, Proxy, RequestContext};
+use super::{Live, Proxy};
 use crate::auth::Token;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
@@ -123,17 +123,19 @@ impl Outbound {
     }
 }
 
-/// Whether a call may wait for a permit of its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Up to `rate_limit.max_wait`, and once more after an upstream 429 whose pause fits in
-    /// it.
-    Yes,
-    /// Not at all: the caller has a stale page to serve instead.
-    No,
+/// An upstream call: the answer, and the time spent waiting for response heads (`None`
+/// when nothing was sent).
+#[derive(Debug)]
+pub(crate) struct Called {
+    /// The upstream's answer, or why there is none.
+    pub(crate) answer: Result<Response<Incoming>, ProxyError>,
+    /// The time the call (and its retry) waited for response heads.
+    pub(crate) latency: Option<Duration>,
 }
 
-/// Sends `outbound` with `body` (None: no body) once its budget grants a permit.
+/// Sends `outbound` with `body` (None: no body) once its budget grants a permit: with
+/// `may_wait`, waiting up to `rate_limit.max_wait`; without, only if a permit is free now
+/// (the caller has a stale page to serve instead).
 ///
 /// An upstream 429 or 503 that asks for a pause pauses the whole budget; a 2xx to a call on
 /// the unverified budget is charged to its app's budget too. A bodiless GET that
@@ -145,81 +147,83 @@ pub(crate) async fn call(
     draw: &Draw,
     outbound: &Outbound,
     body: Option<ProxyBody>,
-    wait: Wait,
-    ctx: &mut RequestContext,
-) -> Result<Response<Incoming>, ProxyError> {
-    let retryable = wait == Wait::Yes && body.is_none() && outbound.method == Method::GET;
+    may_wait: bool,
+) -> Called {
+    let mut latency: Option<Duration> = None;
+    let retryable = may_wait && body.is_none() && outbound.method == Method::GET;
     let mut body = body;
     let mut retried = false;
-    loop {
-        admit(proxy, live, draw, wait).await?;
-        let request = outbound.request(body.take().unwrap_or_else(body::empty))?;
-        let started = Instant::now();
-        let result = live.upstream.send(request).await;
-        let latency = started.elapsed();
-        ctx.add_upstream_latency(latency);
-        let response = match result {
-            Ok(response) => {
-                proxy
-                    .metrics
-                    .record_upstream(response.status().as_u16(), latency.as_secs_f64());
-                response
+    let answer: Result<_, ProxyError> = async {
+        loop {
+            admit(proxy, live, draw, may_wait).await?;
+            let request = outbound.request(body.take().unwrap_or_else(body::empty))?;
+            let started = Instant::now();
+            let result = live.upstream.send(request).await;
+            let elapsed = started.elapsed();
+            latency = Some(latency.unwrap_or_default() + elapsed);
+            let response = match result {
+                Ok(response) => {
+                    proxy
+                        .metrics
+                        .record_upstream(response.status().as_u16(), elapsed.as_secs_f64());
+                    response
+                }
+                Err(failure) => {
+                    proxy
+                        .metrics
+                        .record_upstream_failure(failure.class.label(), elapsed.as_secs_f64());
+                    return Err(failure.into());
+                }
+            };
+            if response.status().is_success()
+                && let Some(app) = &draw.app
+            {
+                live.budgets.charge(app);
             }
-            Err(failure) => {
-                proxy
-                    .metrics
-                    .record_upstream_failure(failure.class.label(), latency.as_secs_f64());
-                return Err(failure.into());
+            let pause = live
+                .budgets
+                .observe_response(
+                    draw.paused_budget(),
+                    response.status(),
+                    response.headers(),
+                    SystemTime::now(),
+                )
+                .await;
+            let Some(pause) = pause else {
+                return Ok(response);
+            };
+            proxy.metrics.record_upstream_retry_after();
+            let retry = retryable
+                && !retried
+                && response.status() == StatusCode::TOO_MANY_REQUESTS
+                && pause <= live.settings.rate_limit.max_wait;
+            if !retry {
+                return Ok(response);
             }
-        };
-        if response.status().is_success()
-            && let Some(app) = &draw.app
-        {
-            live.budgets.charge(app);
+            tracing::debug!(
+                pause_ms = pause.as_millis() as u64,
+                "retrying after upstream 429"
+            );
+            retried = true;
         }
-        let pause = live
-            .budgets
-            .observe_response(
-                draw.paused_budget(),
-                response.status(),
-                response.headers(),
-                SystemTime::now(),
-            )
-            .await;
-        let Some(pause) = pause else {
-            return Ok(response);
-        };
-        proxy.metrics.record_upstream_retry_after();
-        let retry = retryable
-            && !retried
-            && response.status() == StatusCode::TOO_MANY_REQUESTS
-            && pause <= live.settings.rate_limit.max_wait;
-        if !retry {
-            return Ok(response);
-        }
-        tracing::debug!(
-            pause_ms = pause.as_millis() as u64,
-            "retrying after upstream 429"
-        );
-        retried = true;
     }
+    .await;
+    Called { answer, latency }
 }
 
-/// Takes a permit for `draw`, waiting up to `rate_limit.max_wait` if `wait` allows (an
+/// Takes a permit for `draw`, waiting up to `rate_limit.max_wait` if `may_wait` (an
 /// untrusted call first waits out a pause of the app its token names, if that fits).
-async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, wait: Wait) -> Result<(), ProxyError> {
+async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, may_wait: bool) -> Result<(), ProxyError> {
     let budgets = &live.budgets;
     let admission = match draw
         .app
         .as_ref()
         .and_then(|app| budgets.pause_remaining(app))
     {
-        Some(pause) if wait == Wait::No || pause > live.settings.rate_limit.max_wait => {
-            Err(Rejection {
-                retry_after: pause,
-                paused: true,
-            })
-        }
+        Some(pause) if !may_wait || pause > live.settings.rate_limit.max_wait => Err(Rejection {
+            retry_after: pause,
+            paused: true,
+        }),
         Some(pause) => {
             let _queued = proxy.metrics.queued();
             tokio::time::sleep(pause).await;
@@ -228,7 +232,7 @@ async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, wait: Wait) -> Result<()
                 other => other,
             }
         }
-        None if wait == Wait::Yes => {
+        None if may_wait => {
             let _queued = proxy.metrics.queued();
             budgets.acquire(&draw.key).await
         }
@@ -242,7 +246,7 @@ async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, wait: Wait) -> Result<()
         }
         Err(rejection) => {
             // Without waiting, the caller serves a stale page instead: nobody is refused.
-            if wait == Wait::Yes {
+            if may_wait {
                 proxy.metrics.record_ratelimit_rejected();
             }
             Err(ProxyError::TooManyRequests {

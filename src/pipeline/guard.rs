@@ -1,4 +1,4 @@
-//! Phases 1 and 2 of a request: hygiene before anything else. Refuse what would make the
+//! The guard, in the route phase: hygiene before anything else. Refuse what would make the
 //! proxy an open proxy or whose meaning the upstream could read differently, and find the
 //! path to route on under the public path prefix.
 
@@ -18,7 +18,7 @@ pub(crate) const MAX_HEADER_COUNT: usize = 100;
 /// The most bytes of request headers (names and values) accepted; more get 431.
 pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Phase 1: never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
+/// Never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
 /// and targets that are not a path are refused before anything is forwarded.
 pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
     let target_length = parts

@@ -1,15 +1,29 @@
 //! One request, start to finish, as a sequence of named phases sharing a [`RequestContext`]:
 //!
-//! 1. `guard::guard`: refuse anything that would make the proxy an open proxy;
-//! 2. `Proxy::route`: strip the public path prefix (`guard::strip_prefix`) and pick the
-//!    cached route or pass-through;
-//! 3. on the cached route, `cached::serve`: authenticate (`authenticate`), key, look up,
-//!    fill, store; elsewhere, `Proxy::pass_through`: forward the body streaming;
-//! 4. `forward::call`: take a budget permit, call the upstream, feed its answer to the budget;
-//! 5. `relay::relay`: clean headers, rewrite links; after a pass-through, `Proxy::learn`
-//!    notes a connection's iModel, and for a write (`Proxy::write`, run to completion on its
-//!    own task) `Proxy::after_write` evicts what it made stale;
-//! 6. [`Proxy::handle`] finishes: cache headers, one metric, one log line.
+//! 1. [`Proxy::handle`] starts: the request id (`request_id`), taken from the client or made,
+//!    and the request's span;
+//! 2. `Proxy::route`: `guard` refuses what would make the proxy an open proxy and bodies over
+//!    `server.max_request_body`; `guard::strip_prefix` removes the public path prefix and the
+//!    route template is named; on the cached route (a GET or HEAD of the connections list)
+//!    the bearer token is required, here and only here; the outbound request is built
+//!    (`forward::Outbound`), once for the whole request;
+//! 3. one branch of three:
+//!    - a page query on the cached route: `cached::answer` (authenticate, cache key, lookup,
+//!      fetch with its fill, cache status: see `cached`);
+//!    - a write: `Proxy::write`, run to completion on its own task: a pass-through, then
+//!      `Proxy::after_write` evicts what it made stale and announces it to the other
+//!      replicas;
+//!    - anything else, the cached route's bypass included (a HEAD, or a query that is not a
+//!      page query): `Proxy::pass_through`, which authenticates the token for its budget
+//!      (`authenticate::trusted`);
+//! 4. in every branch, an upstream call goes through the same phases: `forward::call` (a
+//!    budget permit, the call, what the answer tells the budget), `relay::relay` (the one
+//!    response phase: headers cleaned, a JSON body read whole and rewritten) and
+//!    `Proxy::learn` (`learn`: known-token bookkeeping and connections' iModels, in one
+//!    place); a fill stores its answer between the last two;
+//! 5. [`Proxy::handle`] finishes: `Cache-Control: private` and `Cache-Status` on the cached
+//!    route, the request id, one metric (`Proxy::finish`), and the request line once the
+//!    response is sent (`access`).
 
 mod access;
 mod authenticate;
@@ -17,6 +31,7 @@ mod cached;
 mod context;
 mod forward;
 mod guard;
+mod learn;
 mod relay;
 mod reload;
 mod request_id;
@@ -26,7 +41,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header, request};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -39,12 +54,11 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token, epoch_now,
+    KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{
-    Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome, names_one_connection,
-    vary_on_encoding,
+    Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome, vary_on_encoding,
 };
 use crate::cluster::Cluster;
 use crate::config::Settings;
@@ -54,8 +68,10 @@ use crate::ratelimit::Budgets;
 use crate::request_body::RequestBody;
 use crate::rewrite::LinkRewriter;
 use crate::upstream::{Upstream, UpstreamSetupError};
-use forward::{Draw, Outbound, Wait};
+use forward::{Draw, Outbound};
 use guard::{guard, strip_prefix};
+use learn::{Answer, Asked};
+use relay::Buffering;
 use request_id::{REQUEST_ID, RequestIds};
 
 /// The per-settings state could not be built.
@@ -257,7 +273,9 @@ impl Proxy {
         }
     }
 
-    /// Phase 2: strips the public path prefix and dispatches.
+    /// The route phase: guards, strips the public path prefix and dispatches: a page query
+    /// of the cached route to [`cached::answer`], the rest of the cached route (the bypass)
+    /// and every other route to [`Proxy::pass_through`], a write through [`Proxy::write`].
     async fn route(
         self: &Arc<Self>,
         live: &Arc<Live>,
@@ -274,37 +292,26 @@ impl Proxy {
         ctx.route = route_template(path.path());
         ctx.cached_route = ctx.route == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);
-        if !ctx.cached_route {
-            let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
-            if let Some(write) = Write::classify(&parts.method, path.path()) {
-                return self.write(live, parts, outbound, body, write, ctx).await;
-            }
-            let relayed = self.pass_through(live, &parts, outbound, body, ctx).await;
-            self.learn(&parts.method, path.path(), relayed.as_ref().ok())
-                .await;
-            return Ok(relayed?.response);
+        let raw_token = match ctx.cached_route {
+            true => Some(required_bearer(&parts.headers)?),
+            false => None,
+        };
+        let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
+        if let Some(write) = Write::classify(&parts.method, path.path()) {
+            return self.write(live, parts, outbound, body, write, ctx).await;
         }
-        if bearer_token(&parts.headers).is_none() {
-            return Err(match parts.headers.contains_key(header::AUTHORIZATION) {
-                true => ProxyError::NotBearer,
-                false => ProxyError::MissingAuthorization,
-            });
+        let page_query = cached::page_query(&parts, path.query());
+        if let (Some(raw_token), Some(query)) = (raw_token, page_query) {
+            return cached::answer(self, live, &parts, raw_token, outbound, query, ctx).await;
         }
-        match cached::page_query(&parts, path.query()) {
-            Some(query) => cached::serve(self, live, &parts, &path, client.ip(), query, ctx).await,
-            None => {
-                ctx.cache = Some(crate::cache::CacheStatus::Bypass);
-                let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
-                Ok(self
-                    .pass_through(live, &parts, outbound, body, ctx)
-                    .await?
-                    .response)
-            }
+        if ctx.cached_route {
+            ctx.cache = Some(crate::cache::CacheStatus::Bypass);
         }
+        let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
+        Ok(relayed.into_response())
     }
 
-    /// Phases 3 to 5b for a write: forwarded, then what it made stale evicted, on a task of its
-    /// own, so that a write the upstream may have received is followed by its eviction even
+    /// A write: forwarded, then what it made stale evicted, on a task of its own, so that a write the upstream may have received is followed by its eviction even
     /// when the client goes away (a closed socket, an h2 reset) before the answer.
     async fn write(
         self: &Arc<Self>,
@@ -327,27 +334,25 @@ impl Proxy {
                     .pass_through(&live, &parts, outbound, body, &mut write_ctx)
                     .await;
                 proxy.after_write(&write, relayed.as_ref()).await;
-                (relayed.map(|relayed| relayed.response), write_ctx)
+                (relayed.map(relay::Relayed::into_response), write_ctx)
             }
             .instrument(tracing::Span::current()),
         );
         let (response, write_ctx) = task
             .await
             .map_err(|error| ProxyError::Internal(error.to_string()))?;
-        if let Some(latency) = write_ctx.upstream_latency {
-            ctx.add_upstream_latency(latency);
-        }
+        ctx.add_upstream_latency(write_ctx.upstream_latency);
         response
     }
 
-    /// Phase 5b for a write: a write that succeeded, or may have (no answer, or a 5xx),
+    /// After a write: a write that succeeded, or may have (no answer, or a 5xx),
     /// evicts the pages it made stale; one never sent (refused by the proxy itself, or the
     /// upstream could not be connected to) evicts nothing.
     async fn after_write(&self, write: &Write, relayed: Result<&relay::Relayed, &ProxyError>) {
         let outcome = match relayed {
             Ok(relayed) => WriteOutcome::Answered {
-                status: relayed.response.status(),
-                body: relayed.body.as_deref(),
+                status: relayed.head.status,
+                body: relayed.whole().map(|body| &body[..]),
             },
             Err(error) if !error.may_have_reached_upstream() => {
                 tracing::debug!(
@@ -368,19 +373,8 @@ impl Proxy {
         }
     }
 
-    /// Phase 5b for a read: a connection's answer teaches which iModel it belongs to.
-    async fn learn(&self, method: &Method, path: &str, relayed: Option<&relay::Relayed>) {
-        if let Some(relayed) = relayed
-            && relayed.response.status() == StatusCode::OK
-            && method == Method::GET
-            && names_one_connection(path)
-            && let Some(answer) = &relayed.body
-        {
-            self.invalidator.learn_from_connection(answer).await;
-        }
-    }
-
-    /// Forwards a request that the cache does not serve, streaming its body both ways.
+    /// The pass-through: a request the cache does not serve, its body streaming both ways,
+    /// through the forward, response and learn phases.
     async fn pass_through(
         &self,
         live: &Live,
@@ -398,18 +392,30 @@ impl Proxy {
         let draw = Draw::of(&live.budgets, token.as_ref(), trusted);
         let body =
             (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(BoxError::from).boxed());
-        let response = forward::call(self, live, &draw, &outbound, body, Wait::Yes, ctx).await?;
-        if let Some(token) = &token {
-            match response.status().as_u16() {
-                401 | 403 => self.forget_token(token, epoch_now()).await,
-                200..=299 if !trusted => self.known.trust(token, epoch_now()).await,
-                _ => {}
-            }
-        }
-        relay::relay(live, response, parts.method == Method::HEAD).await
+        let called = forward::call(self, live, &draw, &outbound, body, true).await;
+        ctx.add_upstream_latency(called.latency);
+        let response = called.answer?;
+        let status = response.status();
+        let buffering = match parts.method == Method::HEAD {
+            true => Buffering::Never,
+            false => Buffering::Json,
+        };
+        let relayed = relay::relay(live, response, buffering).await;
+        self.learn(Answer {
+            asked: Asked::pass_through(ctx.route, &parts.method, trusted),
+            token: token.as_ref(),
+            status,
+            body: relayed
+                .as_ref()
+                .ok()
+                .and_then(relay::Relayed::whole)
+                .map(|b| &b[..]),
+        })
+        .await;
+        relayed
     }
 
-    /// Phase 6: one metric per request, and the span's fields for its request line.
+    /// The end of a request: one metric, and the span's fields for its request line.
     fn finish(
         &self,
         span: &tracing::Span,
@@ -438,4 +444,13 @@ impl Proxy {
             span.record("upstream_ms", latency.as_millis() as u64);
         }
     }
+}
+
+/// The client's bearer token, checked once for the cached route: without one the request is
+/// refused (401) before anything else happens.
+fn required_bearer(headers: &HeaderMap) -> Result<&str, ProxyError> {
+    bearer_token(headers).ok_or_else(|| match headers.contains_key(header::AUTHORIZATION) {
+        true => ProxyError::NotBearer,
+        false => ProxyError::MissingAuthorization,
+    })
 }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, header, response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,7 +23,7 @@ use crate::rewrite::LinkRewriter;
 const URI_HEADERS: [HeaderName; 2] = [header::LOCATION, header::CONTENT_LOCATION];
 
 /// Cleans the headers of an upstream answer: hop-by-hop headers removed, links rewritten.
-pub(crate) fn clean_headers(rewriter: &LinkRewriter, headers: &mut HeaderMap) {
+fn clean_headers(rewriter: &LinkRewriter, headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
     for name in &URI_HEADERS {
         let rewritten = headers
@@ -58,7 +58,7 @@ pub(crate) fn clean_headers(rewriter: &LinkRewriter, headers: &mut HeaderMap) {
 /// Whether a body with these headers is JSON the proxy can read: a JSON media type
 /// (`application/json`, `application/*+json`) in no content coding, or in gzip, which it
 /// decompresses (see [`identity_body`]).
-pub(crate) fn is_rewritable_json(headers: &HeaderMap) -> bool {
+fn is_rewritable_json(headers: &HeaderMap) -> bool {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -92,11 +92,7 @@ fn is_gzip(coding: &str) -> bool {
 /// `Content-Encoding` and `Content-Length` are removed). `Err` gives back the body unchanged
 /// when it cannot be read: another coding, corrupt gzip, or more than `limit` bytes
 /// decompressed.
-pub(crate) fn identity_body(
-    headers: &mut HeaderMap,
-    body: Bytes,
-    limit: u64,
-) -> Result<Bytes, Bytes> {
+fn identity_body(headers: &mut HeaderMap, body: Bytes, limit: u64) -> Result<Bytes, Bytes> {
     let coding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().map(str::trim));
@@ -125,70 +121,122 @@ fn gunzip(compressed: &[u8], limit: u64) -> Option<Bytes> {
     (plain.len() as u64 <= limit).then(|| Bytes::from(plain))
 }
 
-/// The body rewritten when it changed; callers keep `body` otherwise.
-pub(crate) fn rewrite_json_body(rewriter: &LinkRewriter, body: &Bytes) -> Option<Bytes> {
-    rewriter.rewrite_json(body).map(Bytes::from)
+/// How much of an upstream answer the response phase reads into memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Buffering {
+    /// Nothing: the body streams through (the answer to a HEAD).
+    Never,
+    /// A JSON body that declares no more than `upstream.max_rewrite_bytes`, to rewrite it.
+    Json,
+    /// Any body up to `upstream.max_rewrite_bytes` (a page to store and share).
+    Always,
 }
 
-/// An answer for the client, with its body too when the proxy read it whole.
+impl Buffering {
+    /// Whether a body with these headers is read, up to `limit` bytes.
+    fn reads(self, headers: &HeaderMap, limit: u64) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Json => {
+                let declared = headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                is_rewritable_json(headers) && declared.is_none_or(|length| length <= limit)
+            }
+            Self::Always => true,
+        }
+    }
+}
+
+/// An upstream answer made fit for the client.
+#[derive(Debug)]
 pub(crate) struct Relayed {
-    /// The answer.
-    pub(crate) response: Response<ProxyBody>,
-    /// The (rewritten) body, when it was read whole.
-    pub(crate) body: Option<Bytes>,
+    /// Status and cleaned headers.
+    pub(crate) head: response::Parts,
+    /// The body, read whole or streaming.
+    pub(crate) body: RelayedBody,
 }
 
-/// Turns an upstream answer into the client's: headers cleaned, and a JSON body no larger
-/// than `upstream.max_rewrite_bytes` rewritten; anything else streams through.
+/// The body of a relayed answer.
+#[derive(Debug)]
+pub(crate) enum RelayedBody {
+    /// Read whole, and rewritten if it is JSON.
+    Whole(Bytes),
+    /// Not read (or larger than `upstream.max_rewrite_bytes`): it streams through as it came.
+    Streaming(ProxyBody),
+}
+
+impl Relayed {
+    /// The body, when it was read whole.
+    pub(crate) fn whole(&self) -> Option<&Bytes> {
+        match &self.body {
+            RelayedBody::Whole(bytes) => Some(bytes),
+            RelayedBody::Streaming(_) => None,
+        }
+    }
+
+    /// The client's response.
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        let body = match self.body {
+            RelayedBody::Whole(bytes) => body::full(bytes),
+            RelayedBody::Streaming(body) => body,
+        };
+        Response::from_parts(self.head, body)
+    }
+}
+
+/// The response phase, for every answer the upstream gives: headers cleaned, the body read
+/// as `buffering` says (within `upstream.request_timeout`), and a JSON body read whole
+/// rewritten; anything else streams through.
 pub(crate) async fn relay(
     live: &Live,
     response: Response<Incoming>,
-    head_only: bool,
+    buffering: Buffering,
 ) -> Result<Relayed, ProxyError> {
-    let (mut parts, incoming) = response.into_parts();
-    clean_headers(&live.rewriter, &mut parts.headers);
+    let (mut head, incoming) = response.into_parts();
+    clean_headers(&live.rewriter, &mut head.headers);
     let limit = live.settings.upstream.max_rewrite_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let candidate = !head_only
-        && is_rewritable_json(&parts.headers)
-        && declared.is_none_or(|length| length <= limit);
-    if !candidate {
+    if !buffering.reads(&head.headers, limit) {
         return Ok(Relayed {
-            response: Response::from_parts(parts, stream(incoming)),
-            body: None,
+            head,
+            body: RelayedBody::Streaming(stream(incoming)),
         });
     }
-    match buffer(incoming, limit, live.upstream.request_timeout()).await? {
-        Buffered::Complete(bytes) => {
-            let plain = match identity_body(&mut parts.headers, bytes, limit) {
-                Ok(plain) => plain,
-                Err(coded) => {
-                    return Ok(Relayed {
-                        response: Response::from_parts(parts, body::full(coded)),
-                        body: None,
-                    });
-                }
-            };
-            let body = match rewrite_json_body(&live.rewriter, &plain) {
-                Some(rewritten) => {
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                    rewritten
-                }
-                None => plain,
-            };
-            Ok(Relayed {
-                response: Response::from_parts(parts, body::full(body.clone())),
-                body: Some(body),
-            })
+    let body = match buffer(incoming, limit, live.upstream.request_timeout()).await? {
+        Buffered::Complete(bytes) => RelayedBody::Whole(rewrite_body(
+            &live.rewriter,
+            &mut head.headers,
+            bytes,
+            limit,
+        )),
+        Buffered::Partial(prefixed) => RelayedBody::Streaming(prefixed.boxed()),
+    };
+    Ok(Relayed { head, body })
+}
+
+/// A body read whole, for the client: JSON in no content coding (decompressed from gzip)
+/// with its links rewritten, its `Content-Length` dropped if that changed it; anything else
+/// (JSON in a coding that cannot be read included) as it came.
+fn rewrite_body(
+    rewriter: &LinkRewriter,
+    headers: &mut HeaderMap,
+    body: Bytes,
+    limit: u64,
+) -> Bytes {
+    if !is_rewritable_json(headers) {
+        return body;
+    }
+    let plain = match identity_body(headers, body, limit) {
+        Ok(plain) => plain,
+        Err(coded) => return coded,
+    };
+    match rewriter.rewrite_json(&plain) {
+        Some(rewritten) => {
+            headers.remove(header::CONTENT_LENGTH);
+            Bytes::from(rewritten)
         }
-        Buffered::Partial(prefixed) => Ok(Relayed {
-            response: Response::from_parts(parts, prefixed.boxed()),
-            body: None,
-        }),
+        None => plain,
     }
 }
 
@@ -198,13 +246,13 @@ fn stream(incoming: Incoming) -> ProxyBody {
 
 /// A body read into memory, or, when it turned out too large, what was read so far in front
 /// of the rest.
-pub(crate) enum Buffered {
+enum Buffered {
     Complete(Bytes),
     Partial(Prefixed),
 }
 
 /// Reads `incoming` until it ends or passes `limit` bytes, within `timeout`.
-pub(crate) async fn buffer(
+async fn buffer(
     mut incoming: Incoming,
     limit: u64,
     timeout: std::time::Duration,
@@ -237,7 +285,7 @@ pub(crate) async fn buffer(
 }
 
 /// Frames already read, followed by the rest of the upstream body.
-pub(crate) struct Prefixed {
+struct Prefixed {
     frames: VecDeque<Frame<Bytes>>,
     rest: Incoming,
 }
