@@ -13,7 +13,7 @@ use crate::auth::{RandomUnavailable, TokenHasher};
 use crate::cluster::{Cluster, ClusterSetupError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::pipeline::{Live, LiveSetupError, Proxy};
+use crate::pipeline::{Proxy, SettingsState, SettingsStateError};
 use crate::ratelimit::Budgets;
 use crate::server::{self, Drained, InFlight, Limits};
 
@@ -36,7 +36,7 @@ pub enum StartError {
     },
     /// The upstream client or the token verifier could not be built.
     #[error(transparent)]
-    Setup(#[from] LiveSetupError),
+    Setup(#[from] SettingsStateError),
     /// No random key for token hashing.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
@@ -77,7 +77,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         settings.upstream.ca_file.as_deref(),
         Arc::clone(&metrics),
     )?;
-    let mut live = Live::new(settings, &metrics)?;
+    let mut live = SettingsState::new(settings, &metrics)?;
     if let Some(verifier) = &live.verifier {
         // In the background: the proxy serves at once, judging tokens by the upstream's
         // answers until the keys are in.

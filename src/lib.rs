@@ -6,6 +6,7 @@
 //! (links back through the proxy). [`app::start`] builds all of it from [`config::Settings`].
 
 pub mod app;
+mod ascii;
 pub mod auth;
 pub mod body;
 pub mod cache;

@@ -14,6 +14,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use super::store::{PageCache, Purge};
+use crate::ascii::strip_prefix_ignore_case;
 
 /// How many connection → iModel pairs are remembered.
 const MAX_OWNERS: u64 = 100_000;
@@ -66,7 +67,9 @@ impl Write {
             return None;
         }
         let path = normalise(path);
-        let rest = strip_prefix_ignore_case(&path, "/export/connections")?;
+        let prefix = "/export/connections";
+        strip_prefix_ignore_case(path.as_bytes(), prefix.as_bytes())?;
+        let rest = path.get(prefix.len()..)?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() {
             return Some(match *method {
@@ -128,13 +131,6 @@ fn normalise(path: &str) -> String {
         i += c.len_utf8();
     }
     out
-}
-
-/// `path` without `prefix`, compared ignoring ASCII case.
-fn strip_prefix_ignore_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = path.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &path[prefix.len()..])
 }
 
 /// A connection as the upstream describes it; only what invalidation needs.

@@ -1,7 +1,7 @@
 //! The authenticate phase: on the cached route, is this token known-valid and is it trusted;
 //! on pass-through routes, is it trusted.
 
-use super::{Live, Proxy};
+use super::{Proxy, SettingsState};
 use crate::auth::{Token, Verdict, epoch_now};
 use crate::error::ProxyError;
 
@@ -24,7 +24,12 @@ impl Identity {
 /// Whether a pass-through token is trusted: the upstream accepted it before, or its signature
 /// checks against the keys at hand (never waiting for them) and the upstream has not refused
 /// it since.
-pub(crate) async fn trusted(proxy: &Proxy, live: &Live, raw_token: &str, token: &Token) -> bool {
+pub(crate) async fn trusted(
+    proxy: &Proxy,
+    live: &SettingsState,
+    raw_token: &str,
+    token: &Token,
+) -> bool {
     let now = epoch_now();
     if proxy.known.is_trusted(token, now).await {
         return true;
@@ -47,7 +52,7 @@ pub(crate) async fn trusted(proxy: &Proxy, live: &Live, raw_token: &str, token: 
 /// and while the keys cannot be had, the upstream's answer decides.
 pub(crate) async fn authenticate(
     proxy: &Proxy,
-    live: &Live,
+    live: &SettingsState,
     raw_token: &str,
     token: &Token,
     now: u64,

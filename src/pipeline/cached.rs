@@ -28,7 +28,7 @@ use super::forward::{self, Draw, Outbound};
 use super::learn::{Answer, Asked};
 use super::relay::{self, Buffering, Relayed, RelayedBody};
 use super::shared::{Claim, Start};
-use super::{Live, Proxy, RequestContext};
+use super::{Proxy, RequestContext, SettingsState};
 use crate::auth::{Token, TokenHash, epoch_now};
 use crate::body::{self, ProxyBody};
 use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
@@ -240,7 +240,7 @@ impl<'r> PageRequest<'r> {
     /// The authenticate and cache-key phases.
     async fn new(
         proxy: &Proxy,
-        live: &Live,
+        live: &SettingsState,
         parts: &'r request::Parts,
         raw_token: &str,
         query: PageQuery,
@@ -336,7 +336,7 @@ async fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
 /// phase), and sets its cache status from what happened.
 pub(crate) async fn answer(
     proxy: &Arc<Proxy>,
-    live: &Arc<Live>,
+    live: &Arc<SettingsState>,
     parts: &request::Parts,
     raw_token: &str,
     outbound: Outbound,
@@ -367,7 +367,12 @@ pub(crate) async fn answer(
 
 /// The refresh of a stale page, behind its serving: a fill in the request's flight, and a
 /// failure makes the next refresh wait (see `RefreshBackoff`).
-fn refresh(proxy: &Arc<Proxy>, live: &Arc<Live>, page: &PageRequest<'_>, outbound: Outbound) {
+fn refresh(
+    proxy: &Arc<Proxy>,
+    live: &Arc<SettingsState>,
+    page: &PageRequest<'_>,
+    outbound: Outbound,
+) {
     let job = page.fill(outbound, Fallback::Stale, UpstreamTime::default());
     let refresh = fill(Arc::clone(proxy), Arc::clone(live), job);
     let (proxy, flight, key) = (Arc::clone(proxy), page.flight(), page.key.clone());
@@ -390,7 +395,7 @@ fn refresh(proxy: &Arc<Proxy>, live: &Arc<Live>, page: &PageRequest<'_>, outboun
 /// upstream could not answer.
 async fn fetch(
     proxy: &Arc<Proxy>,
-    live: &Arc<Live>,
+    live: &Arc<SettingsState>,
     page: &PageRequest<'_>,
     outbound: Outbound,
     stale: Option<HeldPage>,
@@ -438,7 +443,7 @@ async fn fetch(
 /// was too large to share). The fill that got it first learned from it already.
 async fn ask_alone(
     proxy: &Proxy,
-    live: &Live,
+    live: &SettingsState,
     page: &PageRequest<'_>,
     outbound: &Outbound,
     ctx: &mut RequestContext,
@@ -532,7 +537,7 @@ enum Begun {
 /// it goes away): a fresh page stored meanwhile is taken instead of a call; else one
 /// upstream call through the response, store and learn phases, in that order, so that a
 /// request that sees the token known-valid finds the page in place.
-async fn fill(proxy: Arc<Proxy>, live: Arc<Live>, fill: Fill) -> FillOutcome {
+async fn fill(proxy: Arc<Proxy>, live: Arc<SettingsState>, fill: Fill) -> FillOutcome {
     let claim = match begin_fill(&proxy, &live, &fill).await {
         Begun::Reused(fetched) => return Ok(Arc::new(fetched)),
         Begun::Call(claim) => claim,
@@ -564,7 +569,7 @@ async fn fill(proxy: Arc<Proxy>, live: Arc<Live>, fill: Fill) -> FillOutcome {
 
 /// How a fill that may store begins: with a fresh page stored since its request looked,
 /// here or by another replica, if the token may have it; else with a call.
-async fn begin_fill(proxy: &Proxy, live: &Live, fill: &Fill) -> Begun {
+async fn begin_fill(proxy: &Proxy, live: &SettingsState, fill: &Fill) -> Begun {
     if !fill.fallback.stores() {
         return Begun::Call(None);
     }

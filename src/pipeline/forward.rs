@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, h
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::{Live, Proxy};
+use super::{Proxy, SettingsState};
 use crate::auth::Token;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
@@ -78,7 +78,7 @@ impl Outbound {
     /// upstream's own `Host`, identity encoding asked for (so JSON can be rewritten), and the
     /// `X-Forwarded-*` headers added.
     pub(crate) fn from_client(
-        live: &Live,
+        live: &SettingsState,
         parts: &request::Parts,
         path: &PathAndQuery,
         client: IpAddr,
@@ -143,7 +143,7 @@ pub(crate) struct Called {
 /// `rate_limit.max_wait`; otherwise the upstream's answer is returned as it came.
 pub(crate) async fn call(
     proxy: &Proxy,
-    live: &Live,
+    live: &SettingsState,
     draw: &Draw,
     outbound: &Outbound,
     body: Option<ProxyBody>,
@@ -213,7 +213,12 @@ pub(crate) async fn call(
 
 /// Takes a permit for `draw`, waiting up to `rate_limit.max_wait` if `may_wait` (an
 /// untrusted call first waits out a pause of the app its token names, if that fits).
-async fn admit(proxy: &Proxy, live: &Live, draw: &Draw, may_wait: bool) -> Result<(), ProxyError> {
+async fn admit(
+    proxy: &Proxy,
+    live: &SettingsState,
+    draw: &Draw,
+    may_wait: bool,
+) -> Result<(), ProxyError> {
     let budgets = &live.budgets;
     let admission = match draw
         .app

@@ -76,7 +76,7 @@ use request_id::{REQUEST_ID, RequestIds};
 
 /// The per-settings state could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveSetupError {
+pub enum SettingsStateError {
     /// The upstream client.
     #[error(transparent)]
     Upstream(#[from] UpstreamSetupError),
@@ -87,7 +87,7 @@ pub enum LiveSetupError {
 
 /// Everything derived from one version of the settings; swapped whole on reload.
 #[derive(Debug)]
-pub struct Live {
+pub struct SettingsState {
     /// The settings it was built from.
     pub settings: Settings,
     /// The upstream client.
@@ -103,9 +103,9 @@ pub struct Live {
     public_prefix: String,
 }
 
-impl Live {
+impl SettingsState {
     /// Builds the per-settings state; key fetches are counted in `metrics`.
-    pub fn new(settings: Settings, metrics: &Metrics) -> Result<Self, LiveSetupError> {
+    pub fn new(settings: Settings, metrics: &Metrics) -> Result<Self, SettingsStateError> {
         let upstream = Upstream::new(&settings.upstream)?;
         let verifier = Verifier::new(
             &settings.auth,
@@ -139,7 +139,7 @@ impl Live {
 /// settings-derived state.
 #[derive(Debug)]
 pub struct Proxy {
-    live: ArcSwap<Live>,
+    live: ArcSwap<SettingsState>,
     cache: PageCache,
     flights: Flights<cached::FlightKey, cached::FillOutcome>,
     refresh_backoff: RefreshBackoff,
@@ -156,7 +156,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy for `live`, recording into `metrics`.
-    pub fn new(live: Live, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
+    pub fn new(live: SettingsState, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
         let cache = PageCache::with_evictions(&live.settings.cache, metrics.cache_evictions());
         Self {
             live: ArcSwap::from_pointee(live),
@@ -187,7 +187,7 @@ impl Proxy {
     }
 
     /// The settings-derived state that requests starting now use.
-    pub fn live(&self) -> Arc<Live> {
+    pub fn settings_state(&self) -> Arc<SettingsState> {
         self.live.load_full()
     }
 
@@ -278,7 +278,7 @@ impl Proxy {
     /// and every other route to [`Proxy::pass_through`], a write through [`Proxy::write`].
     async fn route(
         self: &Arc<Self>,
-        live: &Arc<Live>,
+        live: &Arc<SettingsState>,
         request: Request<RequestBody>,
         client: SocketAddr,
         ctx: &mut RequestContext,
@@ -315,7 +315,7 @@ impl Proxy {
     /// when the client goes away (a closed socket, an h2 reset) before the answer.
     async fn write(
         self: &Arc<Self>,
-        live: &Arc<Live>,
+        live: &Arc<SettingsState>,
         parts: request::Parts,
         outbound: Outbound,
         body: RequestBody,
@@ -377,7 +377,7 @@ impl Proxy {
     /// through the forward, response and learn phases.
     async fn pass_through(
         &self,
-        live: &Live,
+        live: &SettingsState,
         parts: &request::Parts,
         outbound: Outbound,
         body: RequestBody,

@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::Live;
+use super::SettingsState;
 use crate::body::{self, BoxError, ProxyBody};
 use crate::error::ProxyError;
 use crate::headers::remove_hop_by_hop;
@@ -190,7 +190,7 @@ impl Relayed {
 /// as `buffering` says (within `upstream.request_timeout`), and a JSON body read whole
 /// rewritten; anything else streams through.
 pub(crate) async fn relay(
-    live: &Live,
+    live: &SettingsState,
     response: Response<Incoming>,
     buffering: Buffering,
 ) -> Result<Relayed, ProxyError> {

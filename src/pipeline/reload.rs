@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Live, LiveSetupError, Proxy};
+use super::{Proxy, SettingsState, SettingsStateError};
 use crate::cache::Purge;
 use crate::config::Settings;
 
@@ -23,9 +23,9 @@ pub struct Reloaded {
 
 impl Proxy {
     /// Applies `settings` to every request that starts from now on.
-    pub fn reload(&self, settings: Settings) -> Result<Reloaded, LiveSetupError> {
+    pub fn reload(&self, settings: Settings) -> Result<Reloaded, SettingsStateError> {
         let old = self.live.load_full();
-        let mut next = Live::new(settings, &self.metrics)?;
+        let mut next = SettingsState::new(settings, &self.metrics)?;
         let (before, after) = (&old.settings, &next.settings);
 
         let mut needs_restart = Vec::new();

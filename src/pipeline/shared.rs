@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Live, Proxy};
+use super::{Proxy, SettingsState};
 use crate::auth::{Token, TokenHash, lifetime};
 use crate::cache::{CacheKey, CachedPage, HeldPage, Lookup, Purge};
 use crate::cluster::{
@@ -82,7 +82,7 @@ impl Drop for Claim {
 }
 
 /// The link settings a page was rewritten for: replicas that differ never share pages.
-fn links(live: &Live) -> String {
+fn links(live: &SettingsState) -> String {
     let settings = &live.settings;
     let mut links = format!(
         "{} {}",
@@ -95,7 +95,7 @@ fn links(live: &Live) -> String {
     links
 }
 
-fn times(live: &Live) -> PageTimes {
+fn times(live: &SettingsState) -> PageTimes {
     let settings = &live.settings;
     let (least, most) = LOCK_BOUNDS;
     PageTimes {
@@ -198,7 +198,7 @@ impl Proxy {
     /// served a stored page.
     pub(crate) async fn start_fill(
         &self,
-        live: &Live,
+        live: &SettingsState,
         key: &CacheKey,
         epoch: u64,
         may_reuse: bool,

@@ -16,8 +16,8 @@ use tokio::sync::{Mutex as Queue, MutexGuard as Turn, Notify, TryLockError};
 use tokio::time::Instant;
 
 use super::gcra::Windows;
-use super::limits::Limits;
 use super::pause::{Ask, Pause};
+use super::rates::Rates;
 
 /// Why a permit cannot be had now, and when it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(crate) struct Wait {
 /// The state of a budget.
 #[derive(Debug)]
 struct State {
-    limits: Limits,
+    limits: Rates,
     windows: Windows,
     pause: Pause,
     /// The tickets of the callers in line (waiting for the turn or holding it).
@@ -76,7 +76,7 @@ impl Drop for Ticket<'_> {
 
 impl Budget {
     /// A fresh budget, its windows full.
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Rates) -> Self {
         Self {
             queue: Queue::new(()),
             worsened: Notify::new(),
@@ -184,7 +184,7 @@ impl Budget {
     }
 
     /// Follows new limits from `now` on, the permits spent so far still spent.
-    pub(crate) fn reconfigure(&self, limits: Limits, now: Instant) {
+    pub(crate) fn reconfigure(&self, limits: Rates, now: Instant) {
         let mut state = self.state();
         let old = state.limits;
         state.windows.rescale(&old, &limits, now);
@@ -207,8 +207,8 @@ mod tests {
     use super::*;
     use crate::config::{RateLimitSettings, Settings};
 
-    fn limits(rps: f64, burst: u32) -> Limits {
-        Limits::new(&RateLimitSettings {
+    fn limits(rps: f64, burst: u32) -> Rates {
+        Rates::new(&RateLimitSettings {
             requests_per_second: rps,
             burst,
             ..Settings::default().rate_limit

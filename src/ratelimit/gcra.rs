@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::clock::after;
-use super::limits::{Limits, Rate};
+use super::rates::{Rate, Rates};
 
 /// One window's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub(crate) struct Windows {
 
 impl Windows {
     /// The earliest instant at or after `now` when both windows have a permit free.
-    pub(crate) fn due(&self, limits: &Limits, now: Instant) -> Instant {
+    pub(crate) fn due(&self, limits: &Rates, now: Instant) -> Instant {
         let second = self.per_second.due(limits.per_second, now);
         match limits.per_hour {
             Some(hour) => second.max(self.per_hour.due(hour, now)),
@@ -73,7 +73,7 @@ impl Windows {
     }
 
     /// Takes a permit of both windows at `now`, or returns when one is due.
-    pub(crate) fn take(&mut self, limits: &Limits, now: Instant) -> Result<(), Instant> {
+    pub(crate) fn take(&mut self, limits: &Rates, now: Instant) -> Result<(), Instant> {
         let due = self.due(limits, now);
         if due > now {
             return Err(due);
@@ -83,7 +83,7 @@ impl Windows {
     }
 
     /// Spends a permit of both windows at `now` whether or not one is free (into debt).
-    pub(crate) fn charge(&mut self, limits: &Limits, now: Instant) {
+    pub(crate) fn charge(&mut self, limits: &Rates, now: Instant) {
         self.per_second.spend(limits.per_second, now);
         if let Some(hour) = limits.per_hour {
             self.per_hour.spend(hour, now);
@@ -95,7 +95,7 @@ impl Windows {
     /// returns the instant reached) once past `limit`.
     pub(crate) fn due_after(
         &self,
-        limits: &Limits,
+        limits: &Rates,
         from: Instant,
         ahead: usize,
         limit: Instant,
@@ -113,7 +113,7 @@ impl Windows {
     }
 
     /// Carries the spent permits over to new limits (see [`Window::rescale`]).
-    pub(crate) fn rescale(&mut self, old: &Limits, new: &Limits, now: Instant) {
+    pub(crate) fn rescale(&mut self, old: &Rates, new: &Rates, now: Instant) {
         self.per_second.rescale(old.per_second, new.per_second, now);
         match (old.per_hour, new.per_hour) {
             (Some(old), Some(new)) => self.per_hour.rescale(old, new, now),
@@ -131,12 +131,12 @@ impl Windows {
 mod tests {
     use super::*;
 
-    fn limits(interval_ms: u64, burst: u32, hourly: Option<(u64, u32)>) -> Limits {
+    fn limits(interval_ms: u64, burst: u32, hourly: Option<(u64, u32)>) -> Rates {
         let rate = |ms, burst| Rate {
             interval: Duration::from_millis(ms),
             burst,
         };
-        Limits {
+        Rates {
             per_second: rate(interval_ms, burst),
             per_hour: hourly.map(|(ms, burst)| rate(ms, burst)),
         }

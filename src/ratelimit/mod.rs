@@ -30,8 +30,8 @@
 mod budget;
 mod clock;
 mod gcra;
-mod limits;
 mod pause;
+mod rates;
 mod registry;
 mod retry_after;
 mod shared;
@@ -55,8 +55,8 @@ use crate::cluster::Cluster;
 use crate::config::{RateLimitKey, RateLimitSettings};
 use budget::{Budget, Ticket, Wait};
 use clock::{HORIZON, after};
-use limits::Limits;
 use pause::Ask;
+use rates::Rates;
 use registry::Registry;
 
 pub use retry_after::parse_retry_after;
@@ -169,7 +169,7 @@ impl Budgets {
     /// Budgets following `settings`; none is spent yet.
     pub fn new(settings: &RateLimitSettings) -> Self {
         Self {
-            registry: Registry::new(Limits::new(settings), Limits::unverified(settings)),
+            registry: Registry::new(Rates::new(settings), Rates::unverified(settings)),
             policy: Mutex::new(Policy::new(settings)),
             shared: None,
             replicas: 1,
@@ -182,7 +182,7 @@ impl Budgets {
         let replicas = cluster.replicas_hint();
         let local = shared::share_of(settings, replicas);
         Self {
-            registry: Registry::new(Limits::new(&local), Limits::unverified(&local)),
+            registry: Registry::new(Rates::new(&local), Rates::unverified(&local)),
             policy: Mutex::new(Policy::new(settings)),
             shared: Some(shared::Shared::new(
                 cluster.budgets().clone(),
@@ -204,7 +204,7 @@ impl Budgets {
             shared.reconfigure(settings);
         }
         let local = shared::share_of(settings, self.replicas);
-        let limits = (Limits::new(&local), Limits::unverified(&local));
+        let limits = (Rates::new(&local), Rates::unverified(&local));
         let mut policy = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
         *policy = Policy::new(settings);
         self.registry.reconfigure(limits.0, limits.1);

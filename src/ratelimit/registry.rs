@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::budget::Budget;
 use super::clock::after;
-use super::limits::Limits;
+use super::rates::Rates;
 use super::{BudgetKey, KeyKind, MAX_CLIENT_BUDGETS};
 
 /// The least time between two sweeps, so a flood of new clients cannot make every call scan.
@@ -27,7 +27,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Clients {
     /// The limits new client budgets follow.
-    limits: Limits,
+    limits: Rates,
     budgets: HashMap<Arc<str>, Arc<Budget>>,
     next_sweep: Instant,
 }
@@ -43,7 +43,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// An empty registry: client budgets follow `limits`, the unverified one `unverified`.
-    pub(crate) fn new(limits: Limits, unverified: Limits) -> Self {
+    pub(crate) fn new(limits: Rates, unverified: Rates) -> Self {
         Self {
             shared: Arc::new(Budget::new(limits)),
             unverified: Arc::new(Budget::new(unverified)),
@@ -117,7 +117,7 @@ impl Registry {
 
     /// Makes every budget, and those created from now on, follow new limits; what each has
     /// spent and any pause stay.
-    pub(crate) fn reconfigure(&self, limits: Limits, unverified: Limits) {
+    pub(crate) fn reconfigure(&self, limits: Rates, unverified: Rates) {
         let now = Instant::now();
         let mut clients = self.clients();
         clients.limits = limits;
@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        let limits = Limits::new(&RateLimitSettings {
+        let limits = Rates::new(&RateLimitSettings {
             requests_per_second: 1.0,
             burst: 1,
             ..Settings::default().rate_limit

@@ -3,6 +3,8 @@
 
 use url::{Position, Url};
 
+use crate::ascii::strip_prefix_ignore_case;
+
 /// One upstream origin (`scheme://host[:port]` plus an optional path prefix) to recognise at
 /// the start of an href.
 #[derive(Clone, Debug)]
@@ -70,11 +72,6 @@ pub(super) fn public_prefix(url: &Url) -> String {
         &url[Position::BeforeHost..Position::AfterPort],
         url.path().trim_end_matches('/')
     )
-}
-
-fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    let (head, rest) = text.split_at_checked(prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 #[cfg(test)]

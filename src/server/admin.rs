@@ -26,7 +26,7 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let path = request.uri().path();
     if !matches!(path, "/healthz" | "/readyz")
-        && let Some(token) = &proxy.live().settings.server.admin_token
+        && let Some(token) = &proxy.settings_state().settings.server.admin_token
         && !is_authorized(request.headers(), token)
     {
         return unauthorized(path == "/");

@@ -39,14 +39,14 @@ impl Rate {
 
 /// The rates of one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
+pub(crate) struct Rates {
     /// The per-second window.
     pub(crate) per_second: Rate,
     /// The hourly window, when configured.
     pub(crate) per_hour: Option<Rate>,
 }
 
-impl Limits {
+impl Rates {
     /// The rates of a client app's budget (and of the global and anonymous ones).
     pub(crate) fn new(settings: &RateLimitSettings) -> Self {
         let per_second = per_second(settings.requests_per_second, settings.burst);
@@ -106,17 +106,17 @@ mod tests {
 
     #[test]
     fn fractional_and_whole_rates() {
-        let half = Limits::new(&settings(0.5, 3, None));
+        let half = Rates::new(&settings(0.5, 3, None));
         assert_eq!(half.per_second.interval, Duration::from_secs(2));
         assert_eq!(half.per_second.burst, 3);
         assert_eq!(half.per_second.tolerance(), Duration::from_secs(4));
-        let ten = Limits::new(&settings(10.0, 1, None));
+        let ten = Rates::new(&settings(10.0, 1, None));
         assert_eq!(ten.per_second.interval, Duration::from_millis(100));
     }
 
     #[test]
     fn the_hourly_window_spreads_what_the_burst_leaves() {
-        let limits = Limits::new(&settings(10.0, 5, Some(7200)));
+        let limits = Rates::new(&settings(10.0, 5, Some(7200)));
         let Some(hourly) = limits.per_hour else {
             panic!("requests_per_hour = 7200 must give an hourly window");
         };
@@ -124,8 +124,8 @@ mod tests {
         // 3600 s / 7196, plus a nanosecond: 7196 steps reach past the hour, 7195 do not.
         assert!(hourly.interval.saturating_mul(7196) > HOUR);
         assert!(hourly.interval.saturating_mul(7195) < HOUR);
-        assert_eq!(Limits::new(&settings(1.0, 1, Some(0))).per_hour, None);
-        let tiny = Limits::new(&settings(1.0, 10, Some(1))).per_hour;
+        assert_eq!(Rates::new(&settings(1.0, 1, Some(0))).per_hour, None);
+        let tiny = Rates::new(&settings(1.0, 10, Some(1))).per_hour;
         assert_eq!(tiny.map(|r| r.burst), Some(1));
         assert_eq!(
             tiny.map(|r| r.interval),
@@ -136,18 +136,18 @@ mod tests {
     #[test]
     fn extreme_settings_stay_in_range() {
         for rps in [0.0, -1.0, f64::NAN, f64::MIN_POSITIVE, 1e-300] {
-            let limits = Limits::new(&settings(rps, u32::MAX, None));
+            let limits = Rates::new(&settings(rps, u32::MAX, None));
             assert_eq!(limits.per_second.interval, MAX_PERIOD, "{rps}");
             assert!(limits.per_second.tolerance() <= MAX_REPLENISH, "{rps}");
         }
         for rps in [f64::INFINITY, 1e300, 1e12] {
-            let limits = Limits::new(&settings(rps, u32::MAX, None));
+            let limits = Rates::new(&settings(rps, u32::MAX, None));
             assert_eq!(limits.per_second.interval, Duration::from_nanos(1), "{rps}");
             assert_eq!(limits.per_second.burst, u32::MAX, "{rps}");
         }
-        let zero_burst = Limits::new(&settings(1.0, 0, None));
+        let zero_burst = Rates::new(&settings(1.0, 0, None));
         assert_eq!(zero_burst.per_second.burst, 1);
-        let hourly = Limits::new(&settings(1e12, u32::MAX, Some(u32::MAX))).per_hour;
+        let hourly = Rates::new(&settings(1e12, u32::MAX, Some(u32::MAX))).per_hour;
         assert!(hourly.is_some_and(|r| r.interval > Duration::ZERO));
     }
 }
