@@ -20,6 +20,10 @@ struct Cli {
     check_config: bool,
 }
 
+/// Why a variable such as `ITWIN_PROXY_CACHE_TTL` is worth a warning.
+const STRAY_VARIABLE: &str =
+    "ignored: overrides are named ITWIN_PROXY__SECTION__KEY, with double underscores";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -30,7 +34,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let stray = config::stray_variables(&env);
     if cli.check_config {
+        for variable in &stray {
+            eprintln!("warning: {variable}: {STRAY_VARIABLE}");
+        }
         print!("{}", settings.to_toml());
         return ExitCode::SUCCESS;
     }
@@ -41,6 +49,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for variable in &stray {
+        tracing::warn!(variable = variable.as_str(), "{STRAY_VARIABLE}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

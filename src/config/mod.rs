@@ -1,6 +1,17 @@
-//! Configuration: the TOML file and `ITWIN_PROXY__SECTION__KEY` environment overrides, merged
-//! with the `config` crate, read into the file model (`file`), validated into [`Settings`]
-//! (`validate`) with every problem reported at once, and rendered back as TOML (`render`).
+//! Configuration: the TOML file and `ITWIN_PROXY__SECTION__KEY` environment overrides, read
+//! into the file model (`read`, `file`), validated into [`Settings`] (`validate`) with every
+//! problem reported at once, and rendered back as TOML (`render`).
+//!
+//! Adding a key touches two places:
+//! 1. `file.rs`: the field as written, and its default in the section's `Default`. Reading
+//!    it from the file or the environment, its type errors and the unknown-key check follow.
+//! 2. `settings.rs`: the validated field (with a `serialize_with` helper of `render` when its
+//!    type does not serialize as written), and in `validate.rs` the line that checks it
+//!    into that field. `--check-config` prints it from there. A key a reload cannot apply
+//!    goes in [`NEEDS_RESTART`], next to the settings.
+//!
+//! Then document it (README, `config/default.toml`); the tests check that the file model,
+//! the rendered settings and the bundled file agree.
 
 mod file;
 mod read;
@@ -12,15 +23,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use config::{Config, Environment, FileFormat, Source};
-
 pub use settings::*;
 pub(crate) use validate::is_secure_or_loopback;
-
-/// Prefix of the environment variables that override keys: `ITWIN_PROXY__UPSTREAM__BASE_URL`.
-const ENV_PREFIX: &str = "ITWIN_PROXY";
-/// Separator between prefix, section and key in an environment variable name.
-const ENV_SEPARATOR: &str = "__";
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +33,8 @@ pub struct ConfigProblem {
     pub key: String,
     /// What is wrong with it.
     pub message: String,
+    /// The environment variable the value came from, when it did.
+    pub variable: Option<String>,
 }
 
 impl ConfigProblem {
@@ -36,12 +42,22 @@ impl ConfigProblem {
         Self {
             key: key.into(),
             message: message.into(),
+            variable: None,
         }
+    }
+
+    /// The problem, as coming from the environment variable `variable`.
+    pub(crate) fn from(mut self, variable: &str) -> Self {
+        self.variable = Some(variable.to_owned());
+        self
     }
 }
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(variable) = &self.variable {
+            write!(f, "{variable}: ")?;
+        }
         write!(f, "{}: {}", self.key, self.message)
     }
 }
@@ -62,10 +78,11 @@ fn lines(problems: &[ConfigProblem]) -> String {
 /// Loads the file (None: built-in defaults only), applies env overrides from `env` (a map, so
 /// tests never call set_var; main passes `std::env::vars().collect()`), validates.
 ///
-/// Variables without the `ITWIN_PROXY__` prefix are ignored. Every problem is reported, each
-/// naming its key: values of the wrong type, unknown keys, and invalid values alike.
+/// Only variables starting `ITWIN_PROXY__` are read (see [`stray_variables`] for the rest).
+/// Every problem is reported, each naming its key, and its variable when the value came
+/// from one: values of the wrong type, unknown keys, and invalid values alike.
 pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, ConfigErrors> {
-    let mut builder = Config::builder();
+    let mut table = toml::Table::new();
     if let Some(path) = path {
         let key = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| {
@@ -74,34 +91,44 @@ pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
                 format!("cannot read the config file: {error}"),
             )])
         })?;
-        // Checked here so that a syntax error is attributed to the file, on one line, and
-        // without quoting the line (which may hold a secret).
-        toml::from_str::<toml::Table>(&text).map_err(|error| {
+        // A syntax error is attributed to the file, on one line, and without quoting the
+        // line (which may hold a secret).
+        table = toml::from_str(&text).map_err(|error| {
             ConfigErrors(vec![ConfigProblem::new(&key, syntax_error(&text, &error))])
         })?;
-        builder = builder.add_source(config::File::from_str(&text, FileFormat::Toml));
     }
-    // Without `try_parsing` every variable stays a string, which `read` parses according to
-    // the key's type, so a numeric-looking audience such as "007" stays exactly as written.
-    let env_source = Environment::with_prefix(ENV_PREFIX)
-        .prefix_separator(ENV_SEPARATOR)
-        .separator(ENV_SEPARATOR)
-        .source(Some(env.clone().into_iter().collect()));
-    let tree = builder
-        .add_source(env_source)
-        .build()
-        .and_then(|merged| merged.collect())
-        .map_err(|error| ConfigErrors(vec![ConfigProblem::new("config", error.to_string())]))?;
-
-    let (file, mut problems) = read::read(&tree);
+    let overrides = read::overrides(env);
+    let (file, mut problems) = read::read(&table, &overrides);
     match Settings::try_from(file) {
         Ok(settings) if problems.is_empty() => Ok(settings),
         Ok(_) => Err(ConfigErrors(problems)),
-        Err(ConfigErrors(more)) => {
-            problems.extend(more);
+        Err(ConfigErrors(invalid)) => {
+            // A value that came from the environment is blamed on its variable.
+            problems.extend(invalid.into_iter().map(|problem| {
+                let key = problem.key.split('[').next().unwrap_or_default();
+                match overrides.iter().find(|o| o.key == key) {
+                    Some(o) => problem.from(&o.variable),
+                    None => problem,
+                }
+            }));
             Err(ConfigErrors(problems))
         }
     }
+}
+
+/// Variables of `env` that look like overrides but are not read, such as
+/// `ITWIN_PROXY_CACHE_TTL` (single underscores): worth a warning at start.
+pub fn stray_variables(env: &HashMap<String, String>) -> Vec<String> {
+    let mut stray: Vec<String> = env
+        .keys()
+        .filter(|name| {
+            let upper = name.to_uppercase();
+            upper.starts_with("ITWIN_PROXY") && !upper.starts_with(read::ENV_PREFIX)
+        })
+        .cloned()
+        .collect();
+    stray.sort();
+    stray
 }
 
 /// "invalid TOML at line L, column C: message".
@@ -117,14 +144,13 @@ fn syntax_error(text: &str, error: &toml::de::Error) -> String {
 }
 
 impl Default for Settings {
-    /// The documented defaults (the `DEFAULT_*` constants).
+    /// The documented defaults (the file model's).
     #[expect(
         clippy::expect_used,
         reason = "the defaults are literals, checked by the `defaults_are_valid` test"
     )]
     fn default() -> Self {
-        let (defaults, _) = read::read(&config::Map::new());
-        Settings::try_from(defaults).expect("the built-in defaults are valid")
+        Settings::try_from(file::FileConfig::default()).expect("the built-in defaults are valid")
     }
 }
 
@@ -394,23 +420,155 @@ mod tests {
             [
                 "cache.ttl",
                 "rate_limit.burst",
-                "rate_limit.requests_per_hour",
                 "extra",
                 "log.levle",
                 "server.lisen",
+                "rate_limit.requests_per_hour",
                 "log.format",
             ]
         );
+        assert_eq!(found[0].message, "expected a string, found integer 5");
         assert_eq!(
             found[1].message,
             "expected an integer, found string \"ten\""
         );
-        assert_eq!(found[2].message, "must be >= 0");
         assert!(
-            found[5]
+            found[4]
                 .message
                 .starts_with("unknown key; expected one of listen, ")
         );
+        assert_eq!(found[5].message, "must be >= 0");
+    }
+
+    #[test]
+    fn problems_from_the_environment_name_their_variable() {
+        let found = problems(load_text(
+            "[cache]\nttl = \"0s\"\n",
+            &[
+                ("ITWIN_PROXY__CACHE__TTLL", "5s"),
+                ("ITWIN_PROXY__RATE_LIMIT__BURST", "0"),
+                ("ITWIN_PROXY__AUTH__REJECT_UNVERIFIED", "maybe"),
+                ("itwin_proxy__nosuch__key", "1"),
+                (
+                    "ITWIN_PROXY__UPSTREAM__LINK_ORIGINS",
+                    "https://a.example,ftp://b",
+                ),
+            ],
+        ));
+        let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "ITWIN_PROXY__AUTH__REJECT_UNVERIFIED: auth.reject_unverified: \
+                 expected true or false, found string \"maybe\"",
+                "ITWIN_PROXY__CACHE__TTLL: cache.ttll: unknown key; expected one of ttl, \
+                 stale_if_error, stale_while_revalidate, max_bytes",
+                "itwin_proxy__nosuch__key: nosuch.key: unknown key; expected a section: \
+                 server, upstream, cache, rate_limit, auth, cluster, log",
+                "ITWIN_PROXY__UPSTREAM__LINK_ORIGINS: upstream.link_origins[1]: \
+                 must be an http or https URL, not ftp",
+                "cache.ttl: must be > 0, found \"0s\"",
+                "ITWIN_PROXY__RATE_LIMIT__BURST: rate_limit.burst: must be >= 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn look_alike_variables_are_found() {
+        let vars = env(&[
+            ("ITWIN_PROXY_CACHE_TTL", "5s"),
+            ("itwin_proxy_log_level", "debug"),
+            ("ITWIN_PROXY__CACHE__TTL", "5s"),
+            ("ITWIN_PROXYCACHE", "x"),
+            ("HOME", "/"),
+        ]);
+        assert_eq!(
+            stray_variables(&vars),
+            [
+                "ITWIN_PROXYCACHE",
+                "ITWIN_PROXY_CACHE_TTL",
+                "itwin_proxy_log_level"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_log_level_must_name_levels() {
+        let level = |text: &str| load_text(&format!("[log]\nlevel = \"{text}\"\n"), &[]);
+        for good in [
+            "info",
+            "WARN",
+            "itwin_proxy=debug,warn",
+            "off",
+            "hyper=info, debug",
+        ] {
+            assert!(level(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "inof", "info,verbose", "itwin_proxy=loud", " "] {
+            assert_eq!(keys(&problems(level(bad))), ["log.level"], "{bad}");
+        }
+        assert_eq!(
+            problems(level("verbose"))[0].message,
+            "\"verbose\" is not a level: expected trace, debug, info, warn, error or off, \
+             or target=level"
+        );
+    }
+
+    #[test]
+    fn the_listeners_take_different_ports() {
+        let listeners = |listen: &str, admin: &str| {
+            load_text(
+                &format!("[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n"),
+                &[],
+            )
+        };
+        for (listen, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:9090", "[::]:9090"),
+        ] {
+            let found = problems(listeners(listen, admin));
+            assert_eq!(keys(&found), ["server.admin_listen"], "{listen} {admin}");
+            assert!(found[0].message.contains(listen), "{found:?}");
+        }
+        for (listen, admin) in [
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("0.0.0.0:8080", "0.0.0.0:9090"),
+        ] {
+            assert!(listeners(listen, admin).is_ok(), "{listen} {admin}");
+        }
+    }
+
+    #[test]
+    fn counts_have_one_bound() {
+        for burst in ["-5", "0"] {
+            let found = problems(load_text(&format!("[rate_limit]\nburst = {burst}\n"), &[]));
+            assert_eq!(found[0].to_string(), "rate_limit.burst: must be >= 1");
+        }
+        let found = problems(load_text("[cluster]\nreplicas_hint = 5000000000\n", &[]));
+        assert_eq!(
+            found[0].to_string(),
+            "cluster.replicas_hint: must be at most 4294967295"
+        );
+        let found = problems(load_text("[server]\nmax_request_body = -1\n", &[]));
+        assert_eq!(
+            found[0].to_string(),
+            "server.max_request_body: must be >= 0"
+        );
+    }
+
+    #[test]
+    fn an_audience_needs_a_key_source() {
+        let found = problems(load_text(
+            "[auth]\nissuer = \"\"\naudience = \"my-app\"\n",
+            &[],
+        ));
+        assert_eq!(keys(&found), ["auth.audience"]);
+        assert!(load_text("[auth]\naudience = \"my-app\"\n", &[]).is_ok());
+        let with_keys = "[auth]\nissuer = \"\"\naudience = \"my-app\"\n\
+                         jwks_url = \"https://ims.example/keys\"\n";
+        assert!(load_text(with_keys, &[]).is_ok());
     }
 
     #[test]

@@ -1,256 +1,196 @@
-//! Reads the merged file-and-environment tree into the file model one key at a time, so a value
-//! of the wrong type or an unknown key becomes a problem naming its key while every other key
-//! is still read (and validated).
+//! Reading: the file's table and the `ITWIN_PROXY__SECTION__KEY` variables merged over the
+//! defaults into the file model, key by key, so a value of the wrong type or an unknown key
+//! becomes a problem naming its key (and its variable) while every other key is still read.
 //!
-//! Environment values are always strings; numbers, booleans and lists are parsed from them
-//! here, by the type of the key they override (lists are comma-separated).
+//! The keys and the TOML type of each come from the serialized defaults ([`FileConfig`]'s
+//! `Default`), so a key added there is read, typed and known here without more code.
+//! Environment values are strings, parsed by the type of the key they override (lists are
+//! comma-separated); a string in the file is parsed the same way.
 
-use config::{Map, Value, ValueKind};
+use std::collections::HashMap;
+
+use toml::{Table, Value};
 
 use super::ConfigProblem;
-use super::file::*;
+use super::file::FileConfig;
 
-/// The file model of `tree`, with the default for every key that is missing or of the wrong
-/// type (an empty tree reads as the defaults), and the problems found: type errors, then
-/// unknown keys.
-pub(crate) fn read(tree: &Map<String, Value>) -> (FileConfig, Vec<ConfigProblem>) {
-    let mut r = Reader {
-        tree,
-        known: Vec::new(),
-        problems: Vec::new(),
-    };
-    r.enter("server");
-    let server = ServerFile {
-        listen: r.string("listen", DEFAULT_LISTEN),
-        public_base_url: r.string("public_base_url", DEFAULT_PUBLIC_BASE_URL),
-        admin_listen: r.string("admin_listen", DEFAULT_ADMIN_LISTEN),
-        shutdown_grace: r.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
-        admin_token: r.string("admin_token", ""),
-        max_request_body: r.integer("max_request_body", DEFAULT_MAX_REQUEST_BODY),
-        client_timeout: r.duration("client_timeout", DEFAULT_CLIENT_TIMEOUT),
-    };
-    r.enter("upstream");
-    let upstream = UpstreamFile {
-        base_url: r.string("base_url", DEFAULT_UPSTREAM_BASE_URL),
-        link_origins: r.list("link_origins", &[]),
-        connect_timeout: r.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        request_timeout: r.duration("request_timeout", DEFAULT_REQUEST_TIMEOUT),
-        ca_file: r.string("ca_file", ""),
-        max_rewrite_bytes: r.integer("max_rewrite_bytes", DEFAULT_MAX_REWRITE_BYTES),
-    };
-    r.enter("cache");
-    let cache = CacheFile {
-        ttl: r.duration("ttl", DEFAULT_CACHE_TTL),
-        stale_if_error: r.duration("stale_if_error", DEFAULT_STALE_IF_ERROR),
-        stale_while_revalidate: r
-            .duration("stale_while_revalidate", DEFAULT_STALE_WHILE_REVALIDATE),
-        max_bytes: r.integer("max_bytes", DEFAULT_CACHE_MAX_BYTES),
-    };
-    r.enter("rate_limit");
-    let rate_limit = RateLimitFile {
-        requests_per_second: r.float("requests_per_second", DEFAULT_REQUESTS_PER_SECOND),
-        burst: r.integer("burst", DEFAULT_BURST),
-        requests_per_hour: r.integer("requests_per_hour", DEFAULT_REQUESTS_PER_HOUR),
-        max_wait: r.duration("max_wait", DEFAULT_MAX_WAIT),
-        max_pause: r.duration("max_pause", DEFAULT_MAX_PAUSE),
-        key: r.string("key", DEFAULT_RATE_LIMIT_KEY),
-        unverified_per_second: r.float("unverified_per_second", DEFAULT_UNVERIFIED_PER_SECOND),
-        unverified_burst: r.integer("unverified_burst", DEFAULT_UNVERIFIED_BURST),
-    };
-    r.enter("auth");
-    let auth = AuthFile {
-        jwks_url: r.string("jwks_url", ""),
-        issuer: r.string("issuer", DEFAULT_ISSUER),
-        audience: r.string("audience", ""),
-        accepted_scopes: r.list("accepted_scopes", &DEFAULT_ACCEPTED_SCOPES),
-        reject_unverified: r.boolean("reject_unverified", false),
-    };
-    r.enter("cluster");
-    let cluster = ClusterFile {
-        redis_url: r.string("redis_url", ""),
-        key_prefix: r.string("key_prefix", DEFAULT_KEY_PREFIX),
-        timeout: r.duration("timeout", DEFAULT_CLUSTER_TIMEOUT),
-        replicas_hint: r.integer("replicas_hint", DEFAULT_REPLICAS_HINT),
-        shared_cache: r.boolean("shared_cache", true),
-    };
-    r.enter("log");
-    let log = LogFile {
-        level: r.string("level", DEFAULT_LOG_LEVEL),
-        format: r.string("format", DEFAULT_LOG_FORMAT),
-        access: r.boolean("access", true),
-    };
-    r.report_unknown_keys();
-    let file = FileConfig {
-        server,
-        upstream,
-        cache,
-        rate_limit,
-        auth,
-        cluster,
-        log,
-    };
-    (file, r.problems)
+/// Prefix of the variables that override keys, compared without regard to case.
+pub(crate) const ENV_PREFIX: &str = "ITWIN_PROXY__";
+/// Separator between section and key in a variable's name.
+const ENV_SEPARATOR: &str = "__";
+
+/// One key set by an environment variable.
+#[derive(Debug)]
+pub(crate) struct Override {
+    /// The variable's name, as set.
+    pub(crate) variable: String,
+    /// `section.key`, lower case.
+    pub(crate) key: String,
+    value: String,
 }
 
-/// Walks the tree, remembering which keys it was asked for.
-struct Reader<'a> {
-    tree: &'a Map<String, Value>,
-    /// Every section and its keys, in the order they were read; the last is being read.
-    known: Vec<(&'static str, Vec<&'static str>)>,
-    problems: Vec<ConfigProblem>,
+/// The variables of `env` that override keys, by name.
+pub(crate) fn overrides(env: &HashMap<String, String>) -> Vec<Override> {
+    let mut found: Vec<Override> = env
+        .iter()
+        .filter_map(|(variable, value)| {
+            let lower = variable.to_lowercase();
+            let path = lower.strip_prefix(&ENV_PREFIX.to_lowercase())?;
+            Some(Override {
+                variable: variable.clone(),
+                key: path.replace(ENV_SEPARATOR, "."),
+                value: value.clone(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.variable.cmp(&b.variable));
+    found
 }
 
-impl<'a> Reader<'a> {
-    /// Starts reading `[section]`.
-    fn enter(&mut self, section: &'static str) {
-        self.known.push((section, Vec::new()));
+/// The file model of `file` with `overrides` applied and the default for every key that is
+/// missing or of the wrong type (an empty table reads as the defaults), and the problems
+/// found: type errors, then unknown keys.
+pub(crate) fn read(file: &Table, overrides: &[Override]) -> (FileConfig, Vec<ConfigProblem>) {
+    let schema = Table::try_from(FileConfig::default()).unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut unknown = Vec::new();
+    let mut merged = Table::new();
+    for (section, defaults) in &schema {
+        let Value::Table(defaults) = defaults else {
+            continue;
+        };
+        let written = match file.get(section) {
+            Some(Value::Table(written)) => Some(written),
+            Some(other) => {
+                unknown.push(ConfigProblem::new(section, expected("a table", other)));
+                None
+            }
+            None => None,
+        };
+        let mut values = Table::new();
+        for (key, default) in defaults {
+            let name = format!("{section}.{key}");
+            let read = match overrides.iter().find(|o| o.key == name) {
+                Some(o) => parse(&o.value, default)
+                    .map_err(|message| ConfigProblem::new(&name, message).from(&o.variable)),
+                None => match written.and_then(|written| written.get(key)) {
+                    Some(value) => {
+                        typed(value, default).map_err(|message| ConfigProblem::new(&name, message))
+                    }
+                    None => Ok(default.clone()),
+                },
+            };
+            let value = read.unwrap_or_else(|problem| {
+                problems.push(problem);
+                default.clone()
+            });
+            values.insert(key.clone(), value);
+        }
+        let expected_keys = || {
+            let names: Vec<&str> = defaults.keys().map(String::as_str).collect();
+            format!("unknown key; expected one of {}", names.join(", "))
+        };
+        for key in written.iter().flat_map(|written| written.keys()) {
+            if !defaults.contains_key(key) {
+                unknown.push(ConfigProblem::new(
+                    format!("{section}.{key}"),
+                    expected_keys(),
+                ));
+            }
+        }
+        for o in overrides {
+            let in_section = o.key.strip_prefix(section.as_str());
+            if let Some(key) = in_section.and_then(|rest| rest.strip_prefix('.'))
+                && !defaults.contains_key(key)
+            {
+                unknown.push(ConfigProblem::new(&o.key, expected_keys()).from(&o.variable));
+            }
+        }
+        merged.insert(section.clone(), Value::Table(values));
     }
-
-    /// The value of `key` in the current section, if present; marks the key as known.
-    fn value(&mut self, key: &'static str) -> Option<(String, &'a ValueKind)> {
-        let (section, keys) = self.known.last_mut()?;
-        keys.push(key);
-        let name = format!("{section}.{key}");
-        match &self.tree.get(*section)?.kind {
-            ValueKind::Table(table) => table.get(key).map(|value| (name, &value.kind)),
-            _ => None,
+    let expected_sections = || {
+        let names: Vec<&str> = schema.keys().map(String::as_str).collect();
+        format!("unknown key; expected a section: {}", names.join(", "))
+    };
+    for section in file.keys().filter(|section| !schema.contains_key(*section)) {
+        unknown.push(ConfigProblem::new(section, expected_sections()));
+    }
+    for o in overrides {
+        let section = o.key.split('.').next().unwrap_or_default();
+        if !schema.contains_key(section) || !o.key.contains('.') {
+            unknown.push(ConfigProblem::new(&o.key, expected_sections()).from(&o.variable));
         }
     }
+    unknown.sort_by(|a, b| a.key.cmp(&b.key));
+    problems.append(&mut unknown);
+    // Every value now has its default's type, so this only fails if the model and its
+    // serialized defaults disagree, which the tests rule out.
+    let file = Value::Table(merged).try_into().unwrap_or_default();
+    (file, problems)
+}
 
-    /// The value of `key` converted by `convert`; `default` when it is missing, or when it
-    /// cannot be converted, which is then a problem.
-    fn typed<T>(
-        &mut self,
-        key: &'static str,
-        default: T,
-        convert: impl FnOnce(&ValueKind) -> Result<T, String>,
-    ) -> T {
-        let Some((name, kind)) = self.value(key) else {
-            return default;
-        };
-        convert(kind).unwrap_or_else(|message| {
-            self.problems.push(ConfigProblem::new(name, message));
-            default
-        })
-    }
-
-    fn string(&mut self, key: &'static str, default: &str) -> String {
-        self.text(key, default, "a string")
-    }
-
-    fn duration(&mut self, key: &'static str, default: &str) -> String {
-        self.text(key, default, "a duration string such as \"30s\"")
-    }
-
-    fn text(&mut self, key: &'static str, default: &str, what: &str) -> String {
-        self.typed(key, default.to_owned(), |kind| match kind {
-            ValueKind::String(text) => Ok(text.clone()),
-            other => Err(expected(what, other)),
-        })
-    }
-
-    /// An integer within TOML's range (`i64`) that fits `T`.
-    fn integer<T: TryFrom<i64>>(&mut self, key: &'static str, default: T) -> T {
-        self.typed(key, default, |kind| {
-            let number: i128 = match kind {
-                ValueKind::I64(number) => (*number).into(),
-                ValueKind::I128(number) => *number,
-                ValueKind::U64(number) => (*number).into(),
-                ValueKind::U128(number) => i128::try_from(*number).unwrap_or(i128::MAX),
-                ValueKind::String(text) => text
-                    .trim()
-                    .parse()
-                    .map_err(|_| expected("an integer", kind))?,
-                other => return Err(expected("an integer", other)),
-            };
-            match i64::try_from(number).ok().and_then(|n| T::try_from(n).ok()) {
-                Some(value) => Ok(value),
-                None if number < 0 => Err("must be >= 0".to_owned()),
-                None => Err(format!("{number} is too large")),
+/// `value` as the TOML type of `default`: an integer for a number key is a number, and a
+/// string is parsed as an environment value would be.
+fn typed(value: &Value, default: &Value) -> Result<Value, String> {
+    match (value, default) {
+        (Value::String(text), _) => parse(text, default),
+        (Value::Integer(_), Value::Integer(_))
+        | (Value::Float(_), Value::Float(_))
+        | (Value::Boolean(_), Value::Boolean(_)) => Ok(value.clone()),
+        (Value::Integer(number), Value::Float(_)) => Ok(Value::Float(*number as f64)),
+        (Value::Array(items), Value::Array(_)) => {
+            for item in items {
+                if !item.is_str() {
+                    return Err(expected(what(default), item));
+                }
             }
-        })
+            Ok(value.clone())
+        }
+        _ => Err(expected(what(default), value)),
     }
+}
 
-    fn float(&mut self, key: &'static str, default: f64) -> f64 {
-        self.typed(key, default, |kind| match kind {
-            ValueKind::Float(number) => Ok(*number),
-            ValueKind::I64(number) => Ok(*number as f64),
-            ValueKind::String(text) => text.trim().parse().map_err(|_| expected("a number", kind)),
-            other => Err(expected("a number", other)),
-        })
-    }
-
-    fn boolean(&mut self, key: &'static str, default: bool) -> bool {
-        self.typed(key, default, |kind| match kind {
-            ValueKind::Boolean(value) => Ok(*value),
-            ValueKind::String(text) => text
-                .trim()
-                .to_ascii_lowercase()
-                .parse()
-                .map_err(|_| expected("true or false", kind)),
-            other => Err(expected("true or false", other)),
-        })
-    }
-
-    /// A TOML array of strings, or (from the environment) a comma-separated string.
-    fn list(&mut self, key: &'static str, default: &[&str]) -> Vec<String> {
-        let default = default.iter().map(|item| item.to_string()).collect();
-        self.typed(key, default, |kind| match kind {
-            ValueKind::Array(items) => items
-                .iter()
-                .map(|item| match &item.kind {
-                    ValueKind::String(text) => Ok(text.clone()),
-                    other => Err(expected("a list of strings", other)),
-                })
-                .collect(),
-            ValueKind::String(text) => Ok(text
-                .split(',')
+/// `text` parsed as the TOML type of `default`; lists are comma-separated.
+fn parse(text: &str, default: &Value) -> Result<Value, String> {
+    let wrong = || expected(what(default), &Value::String(text.to_owned()));
+    match default {
+        Value::Integer(_) => text.trim().parse().map(Value::Integer).map_err(|_| wrong()),
+        Value::Float(_) => text.trim().parse().map(Value::Float).map_err(|_| wrong()),
+        Value::Boolean(_) => (text.trim().to_ascii_lowercase().parse())
+            .map(Value::Boolean)
+            .map_err(|_| wrong()),
+        Value::Array(_) => Ok(Value::Array(
+            text.split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect()),
-            other => Err(expected("a list of strings", other)),
-        })
-    }
-
-    /// Adds a problem for each section or key in the tree that was never read, and for each
-    /// section that is not a table.
-    fn report_unknown_keys(&mut self) {
-        let sections: Vec<&str> = self.known.iter().map(|(name, _)| *name).collect();
-        let mut unknown = Vec::new();
-        for (name, value) in self.tree {
-            let Some((_, keys)) = self.known.iter().find(|(known, _)| known == name) else {
-                let message = format!("unknown key; expected a section: {}", sections.join(", "));
-                unknown.push(ConfigProblem::new(name, message));
-                continue;
-            };
-            let ValueKind::Table(table) = &value.kind else {
-                unknown.push(ConfigProblem::new(name, expected("a table", &value.kind)));
-                continue;
-            };
-            for key in table.keys().filter(|key| !keys.contains(&key.as_str())) {
-                let message = format!("unknown key; expected one of {}", keys.join(", "));
-                unknown.push(ConfigProblem::new(format!("{name}.{key}"), message));
-            }
-        }
-        unknown.sort_by(|a, b| a.key.cmp(&b.key));
-        self.problems.append(&mut unknown);
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
+        _ => Ok(Value::String(text.to_owned())),
     }
 }
 
-/// "expected {what}, found {kind}", e.g. `expected an integer, found string "ten"`.
-fn expected(what: &str, found: &ValueKind) -> String {
+/// What a key of `default`'s type takes, for messages.
+fn what(default: &Value) -> &'static str {
+    match default {
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Array(_) => "a list of strings",
+        _ => "a string",
+    }
+}
+
+/// "expected {what}, found {value}", e.g. `expected an integer, found string "ten"`.
+fn expected(what: &str, found: &Value) -> String {
     let found = match found {
-        ValueKind::Nil => "nothing".to_owned(),
-        ValueKind::Boolean(value) => format!("boolean {value}"),
-        ValueKind::I64(value) => format!("integer {value}"),
-        ValueKind::I128(value) => format!("integer {value}"),
-        ValueKind::U64(value) => format!("integer {value}"),
-        ValueKind::U128(value) => format!("integer {value}"),
-        ValueKind::Float(value) => format!("number {value}"),
-        ValueKind::String(value) => format!("string {value:?}"),
-        ValueKind::Table(_) => "a table".to_owned(),
-        ValueKind::Array(_) => "a list".to_owned(),
+        Value::String(text) => format!("string {text:?}"),
+        Value::Integer(number) => format!("integer {number}"),
+        Value::Float(number) => format!("number {number}"),
+        Value::Boolean(value) => format!("boolean {value}"),
+        Value::Datetime(value) => format!("date-time {value}"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Table(_) => "a table".to_owned(),
     };
     format!("expected {what}, found {found}")
 }

@@ -1,16 +1,16 @@
-//! Rendering: [`Settings`] back to the file model and TOML, for `--check-config`, with
-//! credentials inside URLs redacted.
+//! Rendering: [`Settings`] back to TOML as the file writes it, for `--check-config` (with
+//! credentials redacted) and for comparing two settings key by key; the `serialize_with`
+//! helpers the settings' fields name live here.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serializer;
 use url::Url;
 
-use super::file::{
-    AuthFile, CacheFile, ClusterFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
-};
-use super::{LogFormat, RateLimitKey, Settings};
+use super::Settings;
 
-/// What replaces the credentials of a URL.
+/// What replaces a secret: `server.admin_token`, and the credentials of any URL.
 const REDACTED: &str = "REDACTED";
 
 impl Settings {
@@ -18,99 +18,92 @@ impl Settings {
     /// credentials inside URLs and `server.admin_token` replaced by "REDACTED"), parseable
     /// back by `load` to equal settings but for those.
     pub fn to_toml(&self) -> String {
-        toml::to_string(&self.to_file())
+        let mut rendered = table(self);
+        if let Some(toml::Value::String(token)) = rendered
+            .get_mut("server")
+            .and_then(|server| server.get_mut("admin_token"))
+            && !token.is_empty()
+        {
+            REDACTED.clone_into(token);
+        }
+        rendered
+            .iter_mut()
+            .for_each(|(_, value)| redact_urls(value));
+        toml::to_string(&rendered)
             .unwrap_or_else(|error| format!("# the configuration cannot be shown: {error}\n"))
     }
+}
 
-    fn to_file(&self) -> FileConfig {
-        let (server, upstream, cache) = (&self.server, &self.upstream, &self.cache);
-        let (rate_limit, auth, log) = (&self.rate_limit, &self.auth, &self.log);
-        let cluster = &self.cluster;
-        FileConfig {
-            server: ServerFile {
-                listen: server.listen.to_string(),
-                public_base_url: redacted(&server.public_base_url),
-                admin_listen: server.admin_listen.to_string(),
-                shutdown_grace: duration(server.shutdown_grace),
-                admin_token: server
-                    .admin_token
-                    .as_ref()
-                    .map(|_| REDACTED.to_owned())
-                    .unwrap_or_default(),
-                max_request_body: server.max_request_body,
-                client_timeout: duration(server.client_timeout),
-            },
-            upstream: UpstreamFile {
-                base_url: redacted(&upstream.base_url),
-                link_origins: upstream.link_origins.iter().map(redacted).collect(),
-                connect_timeout: duration(upstream.connect_timeout),
-                request_timeout: duration(upstream.request_timeout),
-                ca_file: (upstream.ca_file.as_ref())
-                    .map(|path| path.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                max_rewrite_bytes: upstream.max_rewrite_bytes,
-            },
-            cache: CacheFile {
-                ttl: duration(cache.ttl),
-                stale_if_error: duration(cache.stale_if_error),
-                stale_while_revalidate: duration(cache.stale_while_revalidate),
-                max_bytes: cache.max_bytes,
-            },
-            rate_limit: RateLimitFile {
-                requests_per_second: rate_limit.requests_per_second,
-                burst: rate_limit.burst,
-                requests_per_hour: rate_limit.requests_per_hour.unwrap_or(0),
-                max_wait: duration(rate_limit.max_wait),
-                max_pause: duration(rate_limit.max_pause),
-                key: match rate_limit.key {
-                    RateLimitKey::ClientId => "client_id",
-                    RateLimitKey::Global => "global",
-                }
-                .to_owned(),
-                unverified_per_second: rate_limit.unverified_per_second,
-                unverified_burst: rate_limit.unverified_burst,
-            },
-            auth: AuthFile {
-                jwks_url: auth.jwks_url.as_ref().map(redacted).unwrap_or_default(),
-                issuer: auth.issuer.clone().unwrap_or_default(),
-                audience: auth.audience.clone().unwrap_or_default(),
-                accepted_scopes: auth.accepted_scopes.clone(),
-                reject_unverified: auth.reject_unverified,
-            },
-            cluster: ClusterFile {
-                redis_url: cluster.redis_url.as_ref().map(redacted).unwrap_or_default(),
-                key_prefix: cluster.key_prefix.clone(),
-                timeout: duration(cluster.timeout),
-                replicas_hint: cluster.replicas_hint,
-                shared_cache: cluster.shared_cache,
-            },
-            log: LogFile {
-                level: log.level.clone(),
-                format: match log.format {
-                    LogFormat::Text => "text",
-                    LogFormat::Json => "json",
-                }
-                .to_owned(),
-                access: log.access,
-            },
+/// The settings as the file's table, secrets in clear.
+pub(super) fn table(settings: &Settings) -> toml::Table {
+    // Every field serializes to a TOML value, which the rendering tests check.
+    toml::Table::try_from(settings).unwrap_or_default()
+}
+
+/// Replaces the credentials of every URL within `value`.
+fn redact_urls(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(text) => {
+            if let Ok(url) = Url::parse(text)
+                && (!url.username().is_empty() || url.password().is_some())
+            {
+                *text = redacted(&url);
+            }
         }
+        toml::Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, value)| redact_urls(value)),
+        _ => {}
     }
 }
 
-fn duration(value: Duration) -> String {
-    humantime::format_duration(value).to_string()
-}
-
-/// The URL with any user name and password replaced by [`REDACTED`].
+/// The URL with its user name and password replaced by [`REDACTED`].
 fn redacted(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
     let mut url = url.clone();
     if url.set_password(None).is_err() || url.set_username(REDACTED).is_err() {
         return REDACTED.to_owned();
     }
     url.to_string()
+}
+
+/// A duration as humantime writes it: "30s", "1s 500ms".
+pub(super) fn duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*value))
+}
+
+/// A URL as its text.
+pub(super) fn url<S: Serializer>(value: &Url, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_str())
+}
+
+/// A list of URLs as their texts.
+pub(super) fn urls<S: Serializer>(value: &[Url], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(value.iter().map(Url::as_str))
+}
+
+/// An optional URL; "" for none.
+pub(super) fn optional_url<S: Serializer>(value: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_ref().map_or("", Url::as_str))
+}
+
+/// An optional text; "" for none.
+pub(super) fn optional<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_deref().unwrap_or_default())
+}
+
+/// An optional path; "" for none.
+pub(super) fn optional_path<S: Serializer>(
+    value: &Option<PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(path) => s.collect_str(&path.display()),
+        None => s.serialize_str(""),
+    }
+}
+
+/// An optional count; 0 for none.
+pub(super) fn zero_if_none<S: Serializer>(value: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(value.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -120,6 +113,7 @@ mod tests {
 
     use super::*;
     use crate::config::tests::load_text;
+    use crate::config::{LogFormat, RateLimitKey};
 
     fn reload(text: &str) -> Settings {
         load_text(text, &[]).unwrap()
@@ -182,5 +176,51 @@ mod tests {
             text.contains("redis_url = \"rediss://REDACTED@redis.example:6380/2\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn rendered_keys_are_the_file_keys_in_order() {
+        let rendered = table(&Settings::default());
+        let file = toml::Table::try_from(crate::config::file::FileConfig::default()).unwrap();
+        let names = |table: &toml::Table| -> Vec<String> {
+            table
+                .iter()
+                .flat_map(|(section, keys)| {
+                    let keys = keys.as_table().unwrap().keys();
+                    keys.map(move |key| format!("{section}.{key}"))
+                })
+                .collect()
+        };
+        assert_eq!(names(&rendered), names(&file));
+        for path in crate::config::NEEDS_RESTART {
+            let section = path.split('.').next().unwrap();
+            assert!(
+                names(&file)
+                    .iter()
+                    .any(|name| name == path || name.starts_with(&format!("{section}."))),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_that_need_a_restart_are_found_against_the_running_settings() {
+        let running = Settings::default();
+        let mut next = running.clone();
+        next.rate_limit.burst = 3;
+        next.upstream.base_url = Url::parse("https://other.example").unwrap();
+        next.log.access = false;
+        assert!(next.needs_restart(&running).is_empty());
+        next.server.listen = "127.0.0.1:1".parse().unwrap();
+        next.cache.max_bytes = 1024;
+        next.log.format = LogFormat::Json;
+        next.cluster.redis_url = Some(Url::parse("redis://:a@127.0.0.1/0").unwrap());
+        assert_eq!(
+            next.needs_restart(&running),
+            ["server.listen", "cache.max_bytes", "log.format", "cluster"]
+        );
+        let mut other_password = next.clone();
+        other_password.cluster.redis_url = Some(Url::parse("redis://:b@127.0.0.1/0").unwrap());
+        assert_eq!(other_password.needs_restart(&next), ["cluster"]);
     }
 }

@@ -1,19 +1,21 @@
 //! Validation: the file model to [`Settings`], every value checked and every problem reported
 //! at once with its key.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use url::Url;
 
 use super::file::{
     AuthFile, CacheFile, ClusterFile, FileConfig, LogFile, RateLimitFile, ServerFile, UpstreamFile,
 };
 use super::{
-    AuthSettings, CacheSettings, ClusterSettings, ConfigErrors, ConfigProblem, LogFormat,
-    LogSettings, RateLimitKey, RateLimitSettings, ServerSettings, Settings, UpstreamSettings,
+    AuthSettings, CacheSettings, ClusterSettings, ConfigErrors, ConfigProblem, LogSettings,
+    RateLimitSettings, ServerSettings, Settings, UpstreamSettings,
 };
 
 impl TryFrom<FileConfig> for Settings {
@@ -69,14 +71,24 @@ fn server(f: &ServerFile, p: &mut Problems) -> Option<ServerSettings> {
     let admin_listen = p.check("server.admin_listen", socket_addr(&f.admin_listen));
     let shutdown_grace = p.check("server.shutdown_grace", duration(&f.shutdown_grace));
     let admin_token = p.check("server.admin_token", admin_token(&f.admin_token));
+    let max_request_body = p.check(
+        "server.max_request_body",
+        at_least(f.max_request_body, 0, u64::MAX),
+    );
     let client_timeout = p.check("server.client_timeout", positive(&f.client_timeout));
+    if let (Some(listen), Some(admin)) = (listen, admin_listen)
+        && overlap(listen, admin)
+    {
+        let message = format!("must differ from server.listen ({listen}): one port each");
+        p.0.push(ConfigProblem::new("server.admin_listen", message));
+    }
     Some(ServerSettings {
         listen: listen?,
         public_base_url: public_base_url?,
         admin_listen: admin_listen?,
         shutdown_grace: shutdown_grace?,
         admin_token: admin_token?,
-        max_request_body: f.max_request_body,
+        max_request_body: max_request_body?,
         client_timeout: client_timeout?,
     })
 }
@@ -89,13 +101,17 @@ fn upstream(f: &UpstreamFile, p: &mut Problems) -> Option<UpstreamSettings> {
     let connect_timeout = p.check("upstream.connect_timeout", positive(&f.connect_timeout));
     let request_timeout = p.check("upstream.request_timeout", positive(&f.request_timeout));
     let ca_file = p.check("upstream.ca_file", ca_file(&f.ca_file));
+    let max_rewrite_bytes = p.check(
+        "upstream.max_rewrite_bytes",
+        at_least(f.max_rewrite_bytes, 0, u64::MAX),
+    );
     Some(UpstreamSettings {
         base_url: base_url?,
         link_origins: link_origins.into_iter().collect::<Option<_>>()?,
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
         ca_file: ca_file?,
-        max_rewrite_bytes: f.max_rewrite_bytes,
+        max_rewrite_bytes: max_rewrite_bytes?,
     })
 }
 
@@ -106,7 +122,7 @@ fn cache(f: &CacheFile, p: &mut Problems) -> Option<CacheSettings> {
         "cache.stale_while_revalidate",
         duration(&f.stale_while_revalidate),
     );
-    let max_bytes = p.check("cache.max_bytes", at_least_one(f.max_bytes));
+    let max_bytes = p.check("cache.max_bytes", at_least(f.max_bytes, 1, u64::MAX));
     Some(CacheSettings {
         ttl: ttl?,
         stale_if_error: stale_if_error?,
@@ -120,26 +136,26 @@ fn rate_limit(f: &RateLimitFile, p: &mut Problems) -> Option<RateLimitSettings> 
         "rate_limit.requests_per_second",
         rate(f.requests_per_second),
     );
-    let burst = p.check("rate_limit.burst", at_least_one(f.burst));
+    let burst = p.check("rate_limit.burst", at_least(f.burst, 1, u32::MAX));
+    let requests_per_hour = p.check(
+        "rate_limit.requests_per_hour",
+        at_least(f.requests_per_hour, 0, u32::MAX),
+    );
     let max_wait = p.check("rate_limit.max_wait", duration(&f.max_wait));
     let max_pause = p.check("rate_limit.max_pause", positive(&f.max_pause));
-    let keys = [
-        ("client_id", RateLimitKey::ClientId),
-        ("global", RateLimitKey::Global),
-    ];
-    let key = p.check("rate_limit.key", one_of(&f.key, keys));
+    let key = p.check("rate_limit.key", f.key.parse());
     let unverified_per_second = p.check(
         "rate_limit.unverified_per_second",
         rate(f.unverified_per_second),
     );
     let unverified_burst = p.check(
         "rate_limit.unverified_burst",
-        at_least_one(f.unverified_burst),
+        at_least(f.unverified_burst, 1, u32::MAX),
     );
     Some(RateLimitSettings {
         requests_per_second: requests_per_second?,
         burst: burst?,
-        requests_per_hour: (f.requests_per_hour != 0).then_some(f.requests_per_hour),
+        requests_per_hour: Some(requests_per_hour?).filter(|n| *n != 0),
         max_wait: max_wait?,
         max_pause: max_pause?,
         key: key?,
@@ -164,6 +180,11 @@ fn auth(f: &AuthFile, p: &mut Problems) -> Option<AuthSettings> {
         let message = "needs auth.jwks_url or auth.issuer to verify tokens with";
         p.0.push(ConfigProblem::new("auth.reject_unverified", message));
     }
+    if !f.audience.is_empty() && f.jwks_url.is_empty() && f.issuer.is_empty() {
+        // Only tokens verified locally have their audience checked.
+        let message = "is never checked without auth.jwks_url or auth.issuer to verify tokens with";
+        p.0.push(ConfigProblem::new("auth.audience", message));
+    }
     Some(AuthSettings {
         jwks_url: jwks_url?,
         issuer: non_empty(&f.issuer),
@@ -180,7 +201,10 @@ fn cluster(f: &ClusterFile, p: &mut Problems) -> Option<ClusterSettings> {
     };
     let key_prefix = p.check("cluster.key_prefix", key_prefix(&f.key_prefix));
     let timeout = p.check("cluster.timeout", positive(&f.timeout));
-    let replicas_hint = p.check("cluster.replicas_hint", at_least_one(f.replicas_hint));
+    let replicas_hint = p.check(
+        "cluster.replicas_hint",
+        at_least(f.replicas_hint, 1, u32::MAX),
+    );
     Some(ClusterSettings {
         redis_url: redis_url?,
         key_prefix: key_prefix?,
@@ -192,8 +216,7 @@ fn cluster(f: &ClusterFile, p: &mut Problems) -> Option<ClusterSettings> {
 
 fn log(f: &LogFile, p: &mut Problems) -> Option<LogSettings> {
     let level = p.check("log.level", filter(&f.level));
-    let formats = [("text", LogFormat::Text), ("json", LogFormat::Json)];
-    let format = p.check("log.format", one_of(&f.format, formats));
+    let format = p.check("log.format", f.format.parse());
     Some(LogSettings {
         level: level?,
         format: format?,
@@ -217,28 +240,35 @@ fn scopes(scopes: &[String]) -> Result<Vec<String>, String> {
     }
 }
 
-/// A tracing filter directive, as `EnvFilter` will parse it when logging starts.
+/// A tracing filter directive, as `EnvFilter` will parse it when logging starts, whose every
+/// bare word is a level: `EnvFilter` takes a bare `verbose` for a target, which would turn
+/// off every other line. A target is written `target=level`.
 fn filter(level: &str) -> Result<String, String> {
     if level.trim().is_empty() {
         return Err("must not be empty".to_owned());
     }
-    EnvFilter::try_new(level)
-        .map(|_| level.to_owned())
-        .map_err(|error| format!("invalid filter {level:?}: {error}"))
-}
-
-/// The value named by `text`, e.g. `"json"` to [`LogFormat::Json`].
-fn one_of<T: Copy, const N: usize>(text: &str, choices: [(&str, T); N]) -> Result<T, String> {
-    match choices.iter().find(|(name, _)| *name == text) {
-        Some((_, value)) => Ok(*value),
-        None => {
-            let names: Vec<String> = choices
-                .iter()
-                .map(|(name, _)| format!("{name:?}"))
-                .collect();
-            Err(format!("must be {}, found {text:?}", names.join(" or ")))
+    EnvFilter::try_new(level).map_err(|error| format!("invalid filter {level:?}: {error}"))?;
+    let bare_words = level
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty() && !directive.contains(['=', '[']));
+    for word in bare_words {
+        if word.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "{word:?} is not a level: expected trace, debug, info, warn, error or off, \
+                 or target=level"
+            ));
         }
     }
+    Ok(level.to_owned())
+}
+
+/// Whether two listeners would take the same port: the same one, or one on every address.
+/// Port 0 asks for a free port, never the same.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn socket_addr(text: &str) -> Result<SocketAddr, String> {
@@ -360,12 +390,12 @@ fn positive(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn at_least_one<T: PartialOrd + From<u8>>(value: T) -> Result<T, String> {
-    if value >= T::from(1) {
-        Ok(value)
-    } else {
-        Err("must be >= 1".to_owned())
+/// `value` as a `T` from `min` to `max`: one message for every value below `min`.
+fn at_least<T: TryFrom<i64> + fmt::Display>(value: i64, min: i64, max: T) -> Result<T, String> {
+    if value < min {
+        return Err(format!("must be >= {min}"));
     }
+    T::try_from(value).map_err(|_| format!("must be at most {max}"))
 }
 
 /// Empty means no extra CA; otherwise the file must exist (relative to the working directory).

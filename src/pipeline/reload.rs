@@ -28,43 +28,7 @@ impl Proxy {
         let mut next = SettingsState::new(settings, &self.metrics)?;
         let (before, after) = (&old.settings, &next.settings);
 
-        let mut needs_restart = Vec::new();
-        let mut note = |changed: bool, key: &'static str| {
-            if changed {
-                needs_restart.push(key);
-            }
-        };
-        note(before.server.listen != after.server.listen, "server.listen");
-        note(
-            before.server.admin_listen != after.server.admin_listen,
-            "server.admin_listen",
-        );
-        note(
-            before.server.shutdown_grace != after.server.shutdown_grace,
-            "server.shutdown_grace",
-        );
-        note(
-            before.server.client_timeout != after.server.client_timeout,
-            "server.client_timeout",
-        );
-        note(before.cache.ttl != after.cache.ttl, "cache.ttl");
-        note(
-            before.cache.stale_if_error != after.cache.stale_if_error,
-            "cache.stale_if_error",
-        );
-        note(
-            before.cache.stale_while_revalidate != after.cache.stale_while_revalidate,
-            "cache.stale_while_revalidate",
-        );
-        note(
-            before.cache.max_bytes != after.cache.max_bytes,
-            "cache.max_bytes",
-        );
-        note(
-            before.log.level != after.log.level || before.log.format != after.log.format,
-            "log",
-        );
-        note(before.cluster != after.cluster, "cluster");
+        let needs_restart = after.needs_restart(before);
 
         // The budgets stay: what they spent and their pauses carry over, new rates apply.
         if before.rate_limit != after.rate_limit {
