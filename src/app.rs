@@ -1,9 +1,11 @@
 //! The app factory: a whole proxy built from settings and started, in-process. `main` runs it
 //! until a signal; tests start it on 127.0.0.1:0 and drive it over real sockets.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -11,9 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{RandomUnavailable, TokenHasher};
 use crate::cluster::{Cluster, ClusterSetupError};
-use crate::config::Settings;
+use crate::config::{self, ConfigErrors, Settings};
 use crate::metrics::Metrics;
-use crate::pipeline::{Proxy, SettingsState, SettingsStateError};
+use crate::pipeline::{Proxy, Reloaded, SettingsState, SettingsStateError};
 use crate::ratelimit::Budgets;
 use crate::server::{self, Drained, InFlight, Limits};
 
@@ -45,12 +47,24 @@ pub enum StartError {
     Cluster(#[from] ClusterSetupError),
 }
 
+/// A reload of the config file that was refused: the running config stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file, with the environment, is not a valid config.
+    #[error("invalid configuration:\n{0}")]
+    Invalid(#[from] ConfigErrors),
+    /// Its upstream client or token verifier could not be built.
+    #[error(transparent)]
+    Setup(#[from] SettingsStateError),
+}
+
 /// A started proxy: its addresses, its state, and the handle that stops it.
 #[derive(Debug)]
 pub struct RunningProxy {
     addr: SocketAddr,
     admin_addr: SocketAddr,
     proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
     in_flight: InFlight,
     stop: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -71,6 +85,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     };
 
     let metrics = Arc::new(Metrics::default());
+    metrics.record_config_loaded(unix_now(), 0);
     let cluster = Cluster::join(
         &settings.cluster,
         &settings.cache,
@@ -83,6 +98,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         // answers until the keys are in.
         verifier.prefetch();
     }
+    let running_metrics = Arc::clone(&metrics);
     let proxy = match cluster {
         None => Arc::new(Proxy::new(live, TokenHasher::random()?, metrics)),
         Some(cluster) => {
@@ -145,6 +161,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         addr,
         admin_addr,
         proxy,
+        metrics: running_metrics,
         in_flight,
         stop,
         stop_admin,
@@ -181,6 +198,25 @@ impl RunningProxy {
         &self.proxy
     }
 
+    /// Reads the config again, from `path` (None: the defaults) and `env`, and applies it to
+    /// every request that starts from now on (see [`Proxy::reload`]); a refused config
+    /// leaves the running one. Counted in `itwin_proxy_config_reload_total{result}`.
+    pub fn reload_config(
+        &self,
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Reloaded, ReloadError> {
+        let applied = match config::load(path, env) {
+            Ok(settings) => self.proxy.reload(settings).map_err(ReloadError::from),
+            Err(problems) => Err(ReloadError::from(problems)),
+        };
+        self.metrics.record_config_reload(applied.is_ok());
+        if let Ok(reloaded) = &applied {
+            (self.metrics).record_config_loaded(unix_now(), reloaded.needs_restart.len());
+        }
+        applied
+    }
+
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.count()
@@ -203,4 +239,12 @@ impl RunningProxy {
         }
         drained
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    since_epoch.map_or(0, |elapsed| {
+        i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+    })
 }

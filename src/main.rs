@@ -62,10 +62,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(settings, cli.config))
+    runtime.block_on(run(settings, cli.config, &env))
 }
 
-async fn run(settings: config::Settings, config_path: Option<PathBuf>) -> ExitCode {
+async fn run(
+    settings: config::Settings,
+    config_path: Option<PathBuf>,
+    env: &HashMap<String, String>,
+) -> ExitCode {
     // Handlers go in before the listeners, so a signal right after start-up is never lost
     // (an unhandled SIGHUP would end the process).
     let signals = match Signals::install() {
@@ -83,7 +87,7 @@ async fn run(settings: config::Settings, config_path: Option<PathBuf>) -> ExitCo
         }
     };
     signals
-        .serve_until_stopped(&running, config_path.as_deref())
+        .serve_until_stopped(&running, config_path.as_deref(), env)
         .await;
     tracing::info!("shutdown signal received; draining");
     let drained = running.shutdown().await;
@@ -116,28 +120,22 @@ impl Signals {
         mut self,
         running: &app::RunningProxy,
         config_path: Option<&Path>,
+        env: &HashMap<String, String>,
     ) {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
-                _ = self.hangup.recv() => reload(running, config_path),
+                _ = self.hangup.recv() => reload(running, config_path, env),
             }
         }
     }
 }
 
-/// Reads the config again and swaps it in; an invalid config keeps the running one.
-fn reload(running: &app::RunningProxy, config_path: Option<&Path>) {
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match config::load(config_path, &env) {
-        Ok(settings) => settings,
-        Err(problems) => {
-            tracing::error!(%problems, "reload refused: invalid configuration; keeping the running one");
-            return;
-        }
-    };
-    match running.proxy().reload(settings) {
+/// Reads the config file again and swaps it in; an invalid config keeps the running one.
+/// The environment is the one the process started with (it cannot change).
+fn reload(running: &app::RunningProxy, config_path: Option<&Path>, env: &HashMap<String, String>) {
+    match running.reload_config(config_path, env) {
         Ok(reloaded) => {
             for origin in &reloaded.unrewritten_origins {
                 tracing::warn!(
@@ -152,6 +150,9 @@ fn reload(running: &app::RunningProxy, config_path: Option<&Path>) {
                 cache_emptied = reloaded.cache_emptied,
                 "configuration reloaded"
             );
+        }
+        Err(app::ReloadError::Invalid(problems)) => {
+            tracing::error!(%problems, "reload refused: invalid configuration; keeping the running one");
         }
         Err(error) => tracing::error!(%error, "reload refused; keeping the running configuration"),
     }

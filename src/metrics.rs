@@ -233,6 +233,9 @@ pub struct Metrics {
     cluster_up: Gauge,
     cluster_errors: Counter,
     cluster_call_duration: Histogram,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_loaded_at: Gauge,
+    config_restart_pending: Gauge,
 }
 
 /// Histogram buckets for durations: 5 ms to about 41 s.
@@ -365,6 +368,24 @@ impl Default for Metrics {
             "Time of each Redis call, failed ones included",
             cluster_call_duration.clone(),
         );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "itwin_proxy_config_reload",
+            "Reloads of the config file (SIGHUP), by result: ok, or error (invalid, kept the running one)",
+            config_reloads.clone(),
+        );
+        let config_loaded_at = Gauge::default();
+        registry.register(
+            "itwin_proxy_config_last_reload_success_timestamp_seconds",
+            "Unix time the running config was loaded: the last good reload, or the start",
+            config_loaded_at.clone(),
+        );
+        let config_restart_pending = Gauge::default();
+        registry.register(
+            "itwin_proxy_config_restart_pending_keys",
+            "Keys changed by reloads since the start that only a restart applies",
+            config_restart_pending.clone(),
+        );
         Self {
             registry,
             requests,
@@ -385,6 +406,9 @@ impl Default for Metrics {
             cluster_up,
             cluster_errors,
             cluster_call_duration,
+            config_reloads,
+            config_loaded_at,
+            config_restart_pending,
         }
     }
 }
@@ -466,6 +490,22 @@ impl Metrics {
     /// Sets whether the cluster's Redis answers.
     pub fn set_cluster_up(&self, up: bool) {
         self.cluster_up.set(i64::from(up));
+    }
+
+    /// Records that the running config was loaded (at start, or by a reload) at `unix_seconds`,
+    /// with `restart_pending` keys changed since the start that only a restart applies.
+    pub fn record_config_loaded(&self, unix_seconds: i64, restart_pending: usize) {
+        self.config_loaded_at.set(unix_seconds);
+        self.config_restart_pending
+            .set(i64::try_from(restart_pending).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one reload of the config file, applied or refused.
+    pub fn record_config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Records one Redis call: how long it took and whether it failed.

@@ -4,9 +4,12 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use itwin_proxy::app::ReloadError;
 use itwin_proxy_sim::{Failure, SimConfig};
+use support::process::{BINARY, temp_config};
 use support::{Harness, page, rate_limit, starts_with_hit};
 
 #[tokio::test]
@@ -120,4 +123,100 @@ async fn a_new_upstream_origin_reports_the_old_one_no_longer_rewritten() {
         .unwrap();
     let reloaded = h.proxy.proxy().reload(kept).unwrap();
     assert!(reloaded.unrewritten_origins.is_empty(), "{reloaded:?}");
+}
+
+/// The value of the sample `series` (name and labels, as written) on `/metrics`.
+async fn sample(h: &Harness, series: &str) -> f64 {
+    let metrics = h.admin("/metrics").await;
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    let line = text
+        .lines()
+        .find(|line| {
+            line.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn reloads_of_the_file_are_counted_and_restart_keys_reported_until_restarted() {
+    const OK: &str = "itwin_proxy_config_reload_total{result=\"ok\"}";
+    const ERROR: &str = "itwin_proxy_config_reload_total{result=\"error\"}";
+    const LOADED_AT: &str = "itwin_proxy_config_last_reload_success_timestamp_seconds";
+    const PENDING: &str = "itwin_proxy_config_restart_pending_keys";
+    let h = Harness::start().await;
+    let env = HashMap::new();
+    let started_at = sample(&h, LOADED_AT).await;
+    assert!(
+        started_at > 1.7e9,
+        "the start counts as a load: {started_at}"
+    );
+
+    let mut moved = support::settings_for(&h.sim);
+    moved.server.listen = "127.0.0.1:1".parse().unwrap();
+    let path = temp_config("reload-counted.toml", &moved.to_toml());
+    for _ in 0..2 {
+        // Reported at every reload, not only the one that changed it.
+        let reloaded = h.proxy.reload_config(Some(&path), &env).unwrap();
+        assert_eq!(reloaded.needs_restart, ["server.listen"]);
+    }
+    assert_eq!(sample(&h, OK).await, 2.0);
+    assert_eq!(sample(&h, PENDING).await, 1.0);
+    assert!(sample(&h, LOADED_AT).await >= started_at);
+
+    std::fs::write(&path, "[rate_limit]\nburst = 0\n").unwrap();
+    let refused = h.proxy.reload_config(Some(&path), &env).unwrap_err();
+    assert!(matches!(refused, ReloadError::Invalid(_)), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("rate_limit.burst: must be >= 1"),
+        "{refused}"
+    );
+    assert_eq!(sample(&h, ERROR).await, 1.0);
+    assert_eq!(sample(&h, OK).await, 2.0);
+    assert_eq!(sample(&h, PENDING).await, 1.0);
+
+    std::fs::write(&path, support::settings_for(&h.sim).to_toml()).unwrap();
+    let reloaded = h.proxy.reload_config(Some(&path), &env).unwrap();
+    assert!(reloaded.needs_restart.is_empty(), "{reloaded:?}");
+    assert_eq!(sample(&h, PENDING).await, 0.0);
+    assert_eq!(sample(&h, OK).await, 3.0);
+}
+
+#[test]
+fn the_systemd_reload_checks_the_file_before_the_signal() {
+    let unit = include_str!("../deploy/systemd/itwin-proxy.service");
+    let directive = |name: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+            .collect()
+    };
+    let start = directive("ExecStart");
+    let reload = directive("ExecReload");
+    assert_eq!(reload.len(), 2, "{reload:?}");
+    assert_eq!(reload[0], format!("{} --check-config", start[0]));
+    assert_eq!(reload[1], "/bin/kill -HUP $MAINPID");
+
+    // The check as the unit runs it fails on an invalid file, so no signal is sent.
+    let check = |text: &str| {
+        let path = temp_config("unit-check.toml", text);
+        let args: Vec<String> = reload[0]
+            .split_whitespace()
+            .skip(1)
+            .map(|arg| match arg {
+                "/etc/itwin-proxy/config.toml" => path.display().to_string(),
+                other => other.to_owned(),
+            })
+            .collect();
+        std::process::Command::new(BINARY)
+            .args(&args)
+            .output()
+            .unwrap()
+            .status
+    };
+    assert_eq!(check("[rate_limit]\nburst = 0\n").code(), Some(2));
+    assert!(check("[rate_limit]\nburst = 5\n").success());
 }

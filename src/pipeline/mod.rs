@@ -152,12 +152,16 @@ pub struct Proxy {
     /// Whether `tokens` hashes with the cluster's key, so token hashes agree with other replicas'.
     shared_hashing: bool,
     request_ids: RequestIds,
+    /// The settings the process started with: a reload reports every key changed since
+    /// then that only a restart applies, until the restart.
+    started: Settings,
 }
 
 impl Proxy {
     /// A proxy for `live`, recording into `metrics`.
     pub fn new(live: SettingsState, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
         let cache = PageCache::with_evictions(&live.settings.cache, metrics.cache_evictions());
+        let started = live.settings.clone();
         Self {
             live: ArcSwap::from_pointee(live),
             cache,
@@ -170,6 +174,7 @@ impl Proxy {
             cluster: None,
             shared_hashing: false,
             request_ids: RequestIds::default(),
+            started,
         }
     }
 

@@ -10,7 +10,8 @@ use crate::config::Settings;
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reloaded {
-    /// Keys that changed but only take effect after a restart.
+    /// Keys whose values differ from those the process started with but only take effect
+    /// after a restart: reported at every reload until the restart.
     pub needs_restart: Vec<&'static str>,
     /// Whether the cache was emptied because link settings changed (stored pages carry
     /// rewritten links).
@@ -28,7 +29,7 @@ impl Proxy {
         let mut next = SettingsState::new(settings, &self.metrics)?;
         let (before, after) = (&old.settings, &next.settings);
 
-        let needs_restart = after.needs_restart(before);
+        let needs_restart = after.needs_restart(&self.started);
 
         // The budgets stay: what they spent and their pauses carry over, new rates apply.
         if before.rate_limit != after.rate_limit {
