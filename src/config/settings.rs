@@ -18,6 +18,26 @@ use url::Url;
 
 use super::render::{duration, optional, optional_path, optional_url, url, urls, zero_if_none};
 
+/// `FromStr` and `Serialize` for an enum a key names by text, through the enum's `ALL` (every
+/// value) and `as_str` (its name in the file): the one place its names are written.
+macro_rules! named_in_the_file {
+    ($name:ident) => {
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                from_name(text, Self::ALL, Self::as_str)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// Keys, or whole sections, whose changes a reload cannot apply: the listeners, the cache,
 /// logging and the cluster are built once, at start.
 pub const NEEDS_RESTART: [&str; 11] = [
@@ -141,19 +161,7 @@ impl RateLimitKey {
     }
 }
 
-impl FromStr for RateLimitKey {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        from_name(text, Self::ALL, Self::as_str)
-    }
-}
-
-impl Serialize for RateLimitKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+named_in_the_file!(RateLimitKey);
 
 /// `[rate_limit]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -238,19 +246,7 @@ impl LogFormat {
     }
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        from_name(text, Self::ALL, Self::as_str)
-    }
-}
-
-impl Serialize for LogFormat {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+named_in_the_file!(LogFormat);
 
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
