@@ -11,7 +11,7 @@ use crate::body::{self, ProxyBody};
 
 /// Something the proxy answers itself instead of relaying an upstream answer.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// The cached route was called without `Authorization: Bearer <token>`.
     #[error("Header Authorization was not found in the request. Access denied.")]
     MissingAuthorization,
@@ -75,7 +75,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MissingAuthorization
             | Self::NotBearer
@@ -94,7 +94,7 @@ impl ProxyError {
     }
 
     /// The machine-readable `error.code` of the body.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::MissingAuthorization | Self::NotBearer => "HeaderNotFound",
             Self::InvalidToken => "InvalidToken",
@@ -114,7 +114,7 @@ impl ProxyError {
     /// Whether the request may have reached the upstream before this error: not when the
     /// proxy refused it itself (any 4xx, 429 included: a body cut for its size or a stalled
     /// client never reaches the upstream whole) or no connection could be made.
-    pub fn may_have_reached_upstream(&self) -> bool {
+    pub(crate) fn may_have_reached_upstream(&self) -> bool {
         !(self.status().is_client_error() || matches!(self, Self::UpstreamUnreachable(_)))
     }
 
@@ -132,7 +132,7 @@ impl ProxyError {
     }
 
     /// The response for this error, in the upstream's error shape.
-    pub fn to_response(&self) -> Response<ProxyBody> {
+    pub(crate) fn to_response(&self) -> Response<ProxyBody> {
         let body = serde_json::json!({
             "error": { "code": self.code(), "message": self.public_message() }
         });

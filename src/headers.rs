@@ -18,7 +18,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Removes every hop-by-hop header: the fixed set, every `Proxy-*` header, and the headers
 /// named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -42,7 +42,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` to what the client used to reach the proxy (`https` when the proxy's
 /// public URL is, as behind a TLS-terminating gateway).
-pub fn add_forwarded(
+pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
     host: Option<&HeaderValue>,

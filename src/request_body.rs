@@ -16,11 +16,11 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 /// The most of an unread body read and discarded to keep a connection open.
-pub const MAX_DRAIN_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_DRAIN_BYTES: u64 = 64 * 1024;
 
 /// How a request body failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestBodyError {
+pub(crate) enum RequestBodyError {
     /// The body passed `server.max_request_body`.
     #[error("the request body is larger than {max} bytes")]
     TooLarge {
@@ -50,7 +50,7 @@ enum Tail {
 
 /// The handle the connection keeps on a request's body.
 #[derive(Debug, Clone)]
-pub struct BodyTail(Arc<Mutex<Tail>>);
+pub(crate) struct BodyTail(Arc<Mutex<Tail>>);
 
 impl BodyTail {
     fn set(&self, tail: Tail) {
@@ -68,7 +68,12 @@ impl BodyTail {
     /// discarded if it ends within [`MAX_DRAIN_BYTES`] and `timeout`; otherwise (or while the
     /// body is still being sent upstream) the answer carries `Connection: close`, and the
     /// connection ends after it. An h2 stream needs neither.
-    pub async fn settle<B>(self, version: Version, response: &mut Response<B>, timeout: Duration) {
+    pub(crate) async fn settle<B>(
+        self,
+        version: Version,
+        response: &mut Response<B>,
+        timeout: Duration,
+    ) {
         if version >= Version::HTTP_2 {
             return;
         }
@@ -108,7 +113,7 @@ async fn drain(mut rest: Incoming, timeout: Duration) -> bool {
 
 /// A request body with a size bound and a stall timeout.
 #[derive(Debug)]
-pub struct RequestBody {
+pub(crate) struct RequestBody {
     inner: Option<Incoming>,
     limit: u64,
     read: u64,
@@ -120,7 +125,7 @@ pub struct RequestBody {
 impl RequestBody {
     /// Wraps the body of `request`; a client that sends nothing for `stall` in the middle of
     /// it gets [`RequestBodyError::Stalled`]. No size bound until [`Self::limit`].
-    pub fn wrap(request: Request<Incoming>, stall: Duration) -> (Request<Self>, BodyTail) {
+    pub(crate) fn wrap(request: Request<Incoming>, stall: Duration) -> (Request<Self>, BodyTail) {
         let (parts, incoming) = request.into_parts();
         let done = incoming.is_end_stream();
         let tail = BodyTail(Arc::new(Mutex::new(match done {
@@ -140,7 +145,7 @@ impl RequestBody {
 
     /// Bounds the body to `max` bytes: past it, reading fails with
     /// [`RequestBodyError::TooLarge`].
-    pub fn limit(&mut self, max: u64) {
+    pub(crate) fn limit(&mut self, max: u64) {
         self.limit = max;
     }
 

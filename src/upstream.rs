@@ -40,7 +40,7 @@ pub enum UpstreamSetupError {
 
 /// The client and address of the upstream.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     scheme: Scheme,
     authority: Authority,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// A client for `settings.base_url` with its timeouts and trusted roots.
-    pub fn new(settings: &UpstreamSettings) -> Result<Self, UpstreamSetupError> {
+    pub(crate) fn new(settings: &UpstreamSettings) -> Result<Self, UpstreamSetupError> {
         let base = &settings.base_url;
         let scheme = Scheme::try_from(base.scheme())
             .map_err(|e| UpstreamSetupError::BaseUrl(e.to_string()))?;
@@ -84,7 +84,7 @@ impl Upstream {
     }
 
     /// The upstream URI for a request path and query (which must be in origin form).
-    pub fn uri_for(&self, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
+    pub(crate) fn uri_for(&self, path_and_query: &PathAndQuery) -> Result<Uri, ProxyError> {
         let joined = format!("{}{}", self.path_prefix, path_and_query.as_str());
         Uri::builder()
             .scheme(self.scheme.clone())
@@ -95,18 +95,18 @@ impl Upstream {
     }
 
     /// The upstream authority, for the `Host` header.
-    pub fn authority(&self) -> &Authority {
+    pub(crate) fn authority(&self) -> &Authority {
         &self.authority
     }
 
     /// How long a request may wait for the upstream's answer.
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
     /// Sends `request` and waits for the response head, at most `request_timeout`. A failure
     /// tells whether anything was sent (see [`FailureClass`]).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamFailure> {
@@ -127,7 +127,7 @@ impl Upstream {
 /// Why an upstream call got no answer: the `status` label of
 /// `itwin_proxy_upstream_requests_total` when no status came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
+pub(crate) enum FailureClass {
     /// The upstream's name did not resolve.
     Dns,
     /// No TCP connection could be made (refused, unreachable, connect timeout).
@@ -145,7 +145,7 @@ pub enum FailureClass {
 
 /// How the client's request body failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFault {
+pub(crate) enum ClientFault {
     /// It passed `server.max_request_body`.
     TooLarge {
         /// The limit.
@@ -203,7 +203,7 @@ impl FailureClass {
     }
 
     /// The label value.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Dns => "dns",
             Self::Connect => "connect",
@@ -230,7 +230,7 @@ fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
 /// An upstream call that got no answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{detail}")]
-pub struct UpstreamFailure {
+pub(crate) struct UpstreamFailure {
     /// What kind of failure.
     pub class: FailureClass,
     /// The error and its causes, for the log.
@@ -258,7 +258,7 @@ impl From<UpstreamFailure> for ProxyError {
 /// A pooled HTTP client (HTTPS over rustls with ALPN h2 and http/1.1, or plain HTTP), with
 /// the web roots plus `ca_file` trusted. Also used for the proxy's own calls, such as
 /// fetching signing keys.
-pub fn pooled_client(
+pub(crate) fn pooled_client(
     connect_timeout: Duration,
     ca_file: Option<&Path>,
 ) -> Result<Client<HttpsConnector<HttpConnector>, ProxyBody>, UpstreamSetupError> {
@@ -282,7 +282,7 @@ pub fn pooled_client(
 }
 
 /// The error and its causes on one line, for the log.
-pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -16,7 +16,7 @@ use super::hash::TokenHash;
 use super::token::Token;
 
 /// The longest a token is remembered, also for tokens without `exp`.
-pub const MAX_REMEMBER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_REMEMBER: Duration = Duration::from_secs(3600);
 
 /// How many tokens are remembered at most; the least recently used are forgotten first.
 const MAX_TOKENS: u64 = 200_000;
@@ -47,7 +47,7 @@ impl Expiry<TokenHash, Duration> for UntilExpiry {
 
 /// The set of known-valid tokens, by keyed hash, and of tokens the upstream refused.
 #[derive(Clone)]
-pub struct KnownTokens {
+pub(crate) struct KnownTokens {
     tokens: Cache<TokenHash, Duration>,
     /// Genuine, as far as budgets are concerned: accepted on any route, scopes aside.
     trusted: Cache<TokenHash, Duration>,
@@ -84,7 +84,7 @@ impl Default for KnownTokens {
 impl KnownTokens {
     /// Remembers that the upstream accepted `token`, until its `exp` (`now` in epoch
     /// seconds) or [`MAX_REMEMBER`], whichever comes first.
-    pub async fn remember(&self, token: &Token, now: u64) {
+    pub(crate) async fn remember(&self, token: &Token, now: u64) {
         let Some(lifetime) = lifetime(token, now) else {
             return;
         };
@@ -95,19 +95,19 @@ impl KnownTokens {
 
     /// Remembers that `token` is genuine (a 2xx on any route, or a good signature), until its
     /// `exp` or [`MAX_REMEMBER`]; its calls then draw from its client app's budget.
-    pub async fn trust(&self, token: &Token, now: u64) {
+    pub(crate) async fn trust(&self, token: &Token, now: u64) {
         if let Some(lifetime) = lifetime(token, now) {
             self.trusted.insert(token.hash, lifetime).await;
         }
     }
 
     /// Whether `token` is trusted: remembered as genuine, and its own time window holds.
-    pub async fn is_trusted(&self, token: &Token, now: u64) -> bool {
+    pub(crate) async fn is_trusted(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.trusted.contains_key(&token.hash)
     }
 
     /// Forgets `token` and notes that the upstream refused it.
-    pub async fn forget(&self, token: &Token, now: u64) {
+    pub(crate) async fn forget(&self, token: &Token, now: u64) {
         self.tokens.invalidate(&token.hash).await;
         self.trusted.invalidate(&token.hash).await;
         if let Some(lifetime) = lifetime(token, now) {
@@ -117,33 +117,33 @@ impl KnownTokens {
 
     /// Forgets the token with this keyed hash, as refused (another replica's upstream answer
     /// refused it; its own `exp` is not known here, so the refusal is kept [`MAX_REMEMBER`]).
-    pub async fn forget_hash(&self, hash: &TokenHash) {
+    pub(crate) async fn forget_hash(&self, hash: &TokenHash) {
         self.tokens.invalidate(hash).await;
         self.trusted.invalidate(hash).await;
         self.refused.insert(*hash, MAX_REMEMBER).await;
     }
 
     /// Whether the upstream refused `token` since it last accepted it.
-    pub async fn was_refused(&self, token: &Token) -> bool {
+    pub(crate) async fn was_refused(&self, token: &Token) -> bool {
         self.refused.contains_key(&token.hash)
     }
 
     /// Forgets every token: the upstream or keys that proved them changed.
-    pub fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         self.tokens.invalidate_all();
         self.trusted.invalidate_all();
         self.refused.invalidate_all();
     }
 
     /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
-    pub async fn is_known(&self, token: &Token, now: u64) -> bool {
+    pub(crate) async fn is_known(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.tokens.contains_key(&token.hash)
     }
 }
 
 /// How long a token may be remembered at `now`: until its `exp`, at most [`MAX_REMEMBER`];
 /// `None` once it has expired.
-pub fn lifetime(token: &Token, now: u64) -> Option<Duration> {
+pub(crate) fn lifetime(token: &Token, now: u64) -> Option<Duration> {
     match token.expires_at {
         Some(exp) if exp <= now => None,
         Some(exp) => Some(Duration::from_secs(exp - now).min(MAX_REMEMBER)),

@@ -8,7 +8,9 @@ mod reader;
 mod token;
 
 pub use hash::{RandomUnavailable, TokenHash, TokenHasher};
-pub use jwks::{Verdict, Verifier, VerifierSetupError};
-pub use known::{KnownTokens, MAX_REMEMBER, lifetime};
-pub use reader::TokenReader;
-pub use token::{Subject, Token, bearer_token, epoch_now};
+pub use jwks::VerifierSetupError;
+pub(crate) use jwks::{Verdict, Verifier};
+pub(crate) use known::{KnownTokens, lifetime};
+pub(crate) use reader::TokenReader;
+pub(crate) use token::epoch_now;
+pub use token::{Subject, Token, bearer_token};

@@ -25,7 +25,7 @@ const SHARDS: usize = 16;
 const PER_SHARD: usize = 4096;
 
 /// Reads tokens, remembering what it read.
-pub struct TokenReader {
+pub(crate) struct TokenReader {
     hasher: TokenHasher,
     shards: [Mutex<Shard>; SHARDS],
 }
@@ -48,7 +48,7 @@ struct Remembered {
 
 impl TokenReader {
     /// A reader whose tokens are hashed by `hasher`.
-    pub fn new(hasher: TokenHasher) -> Self {
+    pub(crate) fn new(hasher: TokenHasher) -> Self {
         Self {
             hasher,
             shards: std::array::from_fn(|_| Mutex::default()),
@@ -56,7 +56,7 @@ impl TokenReader {
     }
 
     /// What `raw` says (see [`Token::parse`]): read once, then remembered.
-    pub fn read(&self, raw: &str) -> Token {
+    pub(crate) fn read(&self, raw: &str) -> Token {
         let key = self.hasher.table_key();
         let mut sip = SipHasher13::new_with_keys(key.0, key.1);
         sip.write(raw.as_bytes());

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::hash::{TokenHash, TokenHasher};
 
 /// Seconds since the epoch, the unit of `exp` and `nbf`.
-pub fn epoch_now() -> u64 {
+pub(crate) fn epoch_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -22,7 +22,7 @@ const MAX_KEYS: u64 = 10_000;
 /// Failed refreshes per page: since when a refresh may run again, and how many failed in a
 /// row.
 #[derive(Clone)]
-pub struct RefreshBackoff {
+pub(crate) struct RefreshBackoff {
     failures: Cache<CacheKey, (Instant, u32)>,
 }
 
@@ -47,7 +47,7 @@ impl Default for RefreshBackoff {
 
 impl RefreshBackoff {
     /// Whether a refresh of `key` may start at `now`.
-    pub async fn allows(&self, key: &CacheKey, now: Instant) -> bool {
+    pub(crate) async fn allows(&self, key: &CacheKey, now: Instant) -> bool {
         self.failures
             .get(key)
             .await
@@ -55,7 +55,7 @@ impl RefreshBackoff {
     }
 
     /// Notes that a refresh of `key` failed at `now`.
-    pub async fn failed(&self, key: CacheKey, now: Instant) {
+    pub(crate) async fn failed(&self, key: CacheKey, now: Instant) {
         let in_a_row = self.failures.get(&key).await.map_or(0, |(_, n)| n) + 1;
         let delay = FIRST_DELAY
             .saturating_mul(1 << in_a_row.saturating_sub(1).min(16))
@@ -64,7 +64,7 @@ impl RefreshBackoff {
     }
 
     /// Notes that a refresh of `key` succeeded.
-    pub async fn succeeded(&self, key: &CacheKey) {
+    pub(crate) async fn succeeded(&self, key: &CacheKey) {
         self.failures.invalidate(key).await;
     }
 }

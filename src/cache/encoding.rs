@@ -57,7 +57,7 @@ fn gzip_etag(etag: &HeaderValue) -> Option<HeaderValue> {
 
 /// Whether the request's `Accept-Encoding` accepts gzip (`gzip`, `x-gzip` or `*`, with a
 /// quality above zero).
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -83,7 +83,7 @@ fn is_zero_quality(param: &str) -> bool {
 }
 
 /// Adds `Accept-Encoding` to a response's `Vary`, unless it is there already.
-pub fn vary_on_encoding(headers: &mut HeaderMap) {
+pub(crate) fn vary_on_encoding(headers: &mut HeaderMap) {
     let present = headers
         .get_all(header::VARY)
         .iter()

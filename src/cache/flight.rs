@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 /// Whether a caller started the shared work or joined it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Started the work.
     Leader,
     /// Shared another caller's work.
@@ -24,7 +24,7 @@ pub enum Role {
 /// The shared work ended without a result (its task panicked or the runtime shut down).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the shared upstream call ended without a result")]
-pub struct Abandoned;
+pub(crate) struct Abandoned;
 
 /// A work in flight: its result to come, and how many callers wait for it.
 struct Slot<V> {
@@ -35,7 +35,7 @@ struct Slot<V> {
 type Slots<K, V> = Mutex<HashMap<K, Slot<V>>>;
 
 /// The works in flight, by key.
-pub struct Flights<K, V> {
+pub(crate) struct Flights<K, V> {
     slots: Arc<Slots<K, V>>,
 }
 
@@ -75,7 +75,7 @@ where
 {
     /// The result of the work for `key`: joins the work in flight, or starts `work` on a new
     /// task when there is none.
-    pub async fn run<F>(&self, key: K, work: F) -> Result<(V, Role), Abandoned>
+    pub(crate) async fn run<F>(&self, key: K, work: F) -> Result<(V, Role), Abandoned>
     where
         F: Future<Output = V> + Send + 'static,
     {
@@ -115,7 +115,7 @@ where
     }
 
     /// Whether a work for `key` is in flight.
-    pub fn is_running(&self, key: &K) -> bool {
+    pub(crate) fn is_running(&self, key: &K) -> bool {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -123,7 +123,7 @@ where
     }
 
     /// How many callers wait for works in flight, the starters included.
-    pub fn callers(&self) -> usize {
+    pub(crate) fn callers(&self) -> usize {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -132,17 +132,13 @@ where
             .sum()
     }
 
-    /// How many works are in flight.
-    pub fn len(&self) -> usize {
+    /// Whether no work is in flight.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether no work is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+            .is_empty()
     }
 }
 

@@ -21,7 +21,7 @@ const MAX_OWNERS: u64 = 100_000;
 
 /// A request that changes cached lists when it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
+pub(crate) enum Write {
     /// `POST /export/connections`.
     CreateConnection,
     /// `DELETE /export/connections/{id}`.
@@ -35,7 +35,7 @@ pub enum Write {
 
 /// How a write ended, as far as the proxy can tell.
 #[derive(Debug, Clone, Copy)]
-pub enum WriteOutcome<'a> {
+pub(crate) enum WriteOutcome<'a> {
     /// The upstream answered with this status; `body` when the proxy read the answer whole.
     Answered {
         /// The upstream's status.
@@ -62,7 +62,7 @@ impl Write {
     /// The write a request is, if any (`path` without query, public prefix stripped). The
     /// path is read as a server may read it: repeated `/` as one, percent-encoded unreserved
     /// characters decoded (`%63` is `c`), words ignoring ASCII case, a trailing `/` allowed.
-    pub fn classify(method: &Method, path: &str) -> Option<Self> {
+    pub(crate) fn classify(method: &Method, path: &str) -> Option<Self> {
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return None;
         }
@@ -153,7 +153,7 @@ struct SingleConnection {
 
 /// Remembers which iModel each seen connection belongs to, and evicts after writes.
 #[derive(Clone)]
-pub struct Invalidator {
+pub(crate) struct Invalidator {
     owners: Cache<Arc<str>, Arc<str>>,
 }
 
@@ -175,7 +175,7 @@ impl Default for Invalidator {
 
 impl Invalidator {
     /// Learns the iModel of every connection on a list page.
-    pub async fn learn_from_page(&self, body: &[u8]) {
+    pub(crate) async fn learn_from_page(&self, body: &[u8]) {
         if let Ok(page) = serde_json::from_slice::<ConnectionList>(body) {
             for connection in page.connections {
                 self.learn(connection).await;
@@ -184,7 +184,7 @@ impl Invalidator {
     }
 
     /// Learns the iModel of a `{"connection":{..}}` answer, and returns it.
-    pub async fn learn_from_connection(&self, body: &[u8]) -> Option<String> {
+    pub(crate) async fn learn_from_connection(&self, body: &[u8]) -> Option<String> {
         let single = serde_json::from_slice::<SingleConnection>(body).ok()?;
         let imodel_id = single.connection.imodel_id.clone();
         self.learn(single.connection).await;
@@ -201,7 +201,7 @@ impl Invalidator {
     /// non-success answer below 500); when it succeeded, or its outcome is unknown (no
     /// answer, or a 5xx), the pages of the iModel it touched, or every page where that is
     /// not known. Returns the purge applied, if any.
-    pub async fn after_write(
+    pub(crate) async fn after_write(
         &self,
         write: &Write,
         outcome: WriteOutcome<'_>,

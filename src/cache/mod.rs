@@ -9,10 +9,11 @@ mod key;
 mod status;
 mod store;
 
-pub use backoff::RefreshBackoff;
-pub use encoding::{Gzipped, accepts_gzip, vary_on_encoding};
-pub use flight::{Abandoned, Flights, Role};
-pub use invalidate::{Invalidator, Write, WriteOutcome};
+pub(crate) use backoff::RefreshBackoff;
+pub use encoding::Gzipped;
+pub(crate) use encoding::vary_on_encoding;
+pub(crate) use flight::{Flights, Role};
+pub(crate) use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};
-pub use status::CacheStatus;
+pub(crate) use status::CacheStatus;
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

@@ -8,7 +8,7 @@ const CACHE_NAME: &str = "itwin-proxy";
 
 /// What the cache did for one request of the cached route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
+pub(crate) enum CacheStatus {
     /// Served from a fresh page that has `ttl_secs` of freshness left.
     Hit {
         /// Whole seconds of freshness left.
@@ -42,7 +42,7 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     /// The `Cache-Status` header value.
-    pub fn header_value(&self) -> HeaderValue {
+    pub(crate) fn header_value(&self) -> HeaderValue {
         let text = match self {
             Self::Hit { ttl_secs } => format!("{CACHE_NAME}; hit; ttl={ttl_secs}"),
             Self::Shared { ttl_secs } => {
@@ -61,7 +61,7 @@ impl CacheStatus {
     }
 
     /// The `cache` label of `itwin_proxy_requests_total`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Hit { .. } => "hit",
             Self::Shared { .. } => "shared",

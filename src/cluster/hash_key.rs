@@ -9,12 +9,12 @@ use super::keys::Keys;
 use super::link::Link;
 
 /// Length of the key in bytes.
-pub const HASH_KEY_LEN: usize = 32;
+pub(crate) const HASH_KEY_LEN: usize = 32;
 
 /// The cluster's key: the one in Redis, or else `offered` (the key this replica already
 /// uses) or a fresh random one, stored there (`SET NX`, so concurrent replicas agree on the
 /// first).
-pub async fn adopt_hash_key(
+pub(crate) async fn adopt_hash_key(
     link: &Link,
     keys: &Keys,
     offered: Option<[u8; HASH_KEY_LEN]>,

@@ -22,7 +22,7 @@ use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
 
 /// How often a down link probes Redis.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The least time allowed to open a connection (TCP, TLS, handshake), however short
 /// `cluster.timeout` is.

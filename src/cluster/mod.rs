@@ -7,15 +7,15 @@
 //! Redis failing never fails a request: every call is bounded by `cluster.timeout`
 //! ([`link`]), and a caller whose call fails goes on as if alone.
 
-pub mod budget;
+pub(crate) mod budget;
 mod codec;
-pub mod error;
-pub mod hash_key;
-pub mod keys;
-pub mod link;
-pub mod pages;
-pub mod proofs;
-pub mod sync;
+pub(crate) mod error;
+pub(crate) mod hash_key;
+pub(crate) mod keys;
+pub(crate) mod link;
+pub(crate) mod pages;
+pub(crate) mod proofs;
+pub(crate) mod sync;
 
 #[cfg(test)]
 mod tests;
@@ -26,17 +26,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-pub use budget::{Decision, PauseAsk, SharedBudgets, SharedLimits};
-pub use error::{ClusterError, ClusterSetupError};
-pub use hash_key::HASH_KEY_LEN;
-pub use keys::Keys;
-pub use link::Link;
-pub use pages::{
-    FillLock, Generations, LockToken, PageNamer, PageRef, PageTimes, SharedLookup, SharedPage,
-    SharedPages,
+pub(crate) use budget::{Decision, PauseAsk, SharedBudgets, SharedLimits};
+pub use error::ClusterSetupError;
+pub(crate) use hash_key::HASH_KEY_LEN;
+pub(crate) use keys::Keys;
+pub(crate) use link::Link;
+pub(crate) use pages::{
+    FillLock, Generations, LockToken, PageNamer, PageRef, PageTimes, SharedPages,
 };
-pub use proofs::SharedProofs;
-pub use sync::{Event, Handler, Invalidations};
+pub(crate) use proofs::SharedProofs;
+pub(crate) use sync::{Event, Invalidations};
 
 use crate::config::{CacheSettings, ClusterSettings};
 use crate::metrics::Metrics;

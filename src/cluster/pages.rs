@@ -31,7 +31,7 @@ use crate::auth::Subject;
 use crate::cache::CacheKey;
 
 /// How often a replica waiting for another's fill looks for its page.
-pub const FILL_POLL: Duration = Duration::from_millis(20);
+pub(crate) const FILL_POLL: Duration = Duration::from_millis(20);
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pages.lua")));
 

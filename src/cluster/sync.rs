@@ -59,7 +59,7 @@ impl Event {
 }
 
 /// What a replica does with what it hears.
-pub type Handler = Arc<dyn Fn(Event) + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// Announces writes and purges, and follows the announcements of others.
 #[derive(Debug, Clone)]

@@ -8,6 +8,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
+use super::error::ClusterError;
+use super::sync::Handler;
 use super::*;
 use crate::auth::Subject;
 use crate::cache::{CacheKey, PageQuery};

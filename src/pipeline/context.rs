@@ -5,22 +5,22 @@ use std::time::Duration;
 use crate::cache::CacheStatus;
 
 /// The route template of the cached connections list.
-pub const CONNECTIONS_ROUTE: &str = "/export/connections";
+pub(crate) const CONNECTIONS_ROUTE: &str = "/export/connections";
 
 /// The route template of one connection.
-pub const CONNECTION_ROUTE: &str = "/export/connections/{id}";
+pub(crate) const CONNECTION_ROUTE: &str = "/export/connections/{id}";
 
 /// The route template of a connection's runs.
-pub const RUNS_ROUTE: &str = "/export/connections/{id}/runs";
+pub(crate) const RUNS_ROUTE: &str = "/export/connections/{id}/runs";
 
 /// The route template of one run.
-pub const RUN_ROUTE: &str = "/export/connections/{id}/runs/{runId}";
+pub(crate) const RUN_ROUTE: &str = "/export/connections/{id}/runs/{runId}";
 
 /// The route template of everything else.
-pub const OTHER_ROUTE: &str = "other";
+pub(crate) const OTHER_ROUTE: &str = "other";
 
 /// The route template a path (the public prefix stripped) falls under.
-pub fn route_template(path: &str) -> &'static str {
+pub(crate) fn route_template(path: &str) -> &'static str {
     let Some(rest) = path.strip_prefix(CONNECTIONS_ROUTE) else {
         return OTHER_ROUTE;
     };
@@ -43,7 +43,7 @@ pub fn route_template(path: &str) -> &'static str {
 /// The per-request context, filled as the phases learn things and read once at the end for
 /// the metric and the log line.
 #[derive(Debug)]
-pub struct RequestContext {
+pub(crate) struct RequestContext {
     /// The route template.
     pub route: &'static str,
     /// Whether the request is on the cached route (a GET or HEAD of the connections list).
@@ -71,13 +71,13 @@ impl Default for RequestContext {
 
 impl RequestContext {
     /// Whether the request is on the cached route.
-    pub fn is_cached_route(&self) -> bool {
+    pub(crate) fn is_cached_route(&self) -> bool {
         self.cached_route
     }
 
     /// The `cache` label: the cache outcome; `refused` on the cached route when the proxy
     /// answered before any lookup (no or an invalid token); `none` off the cached route.
-    pub fn cache_label(&self) -> &'static str {
+    pub(crate) fn cache_label(&self) -> &'static str {
         match (self.cache, self.cached_route) {
             (Some(status), _) => status.label(),
             (None, true) => "refused",
@@ -86,7 +86,7 @@ impl RequestContext {
     }
 
     /// Adds the time of one upstream call, if one was made.
-    pub fn add_upstream_latency(&mut self, latency: Option<Duration>) {
+    pub(crate) fn add_upstream_latency(&mut self, latency: Option<Duration>) {
         if let Some(latency) = latency {
             self.upstream_latency = Some(self.upstream_latency.unwrap_or_default() + latency);
         }

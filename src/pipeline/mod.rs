@@ -46,10 +46,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-pub use context::{
-    CONNECTION_ROUTE, CONNECTIONS_ROUTE, OTHER_ROUTE, RUN_ROUTE, RUNS_ROUTE, RequestContext,
-    route_template,
-};
+pub(crate) use context::{CONNECTIONS_ROUTE, RequestContext, route_template};
 pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
@@ -87,7 +84,7 @@ pub enum SettingsStateError {
 
 /// Everything derived from one version of the settings; swapped whole on reload.
 #[derive(Debug)]
-pub struct SettingsState {
+pub(crate) struct SettingsState {
     /// The settings it was built from.
     pub settings: Settings,
     /// The upstream client.
@@ -105,7 +102,7 @@ pub struct SettingsState {
 
 impl SettingsState {
     /// Builds the per-settings state; key fetches are counted in `metrics`.
-    pub fn new(settings: Settings, metrics: &Metrics) -> Result<Self, SettingsStateError> {
+    pub(crate) fn new(settings: Settings, metrics: &Metrics) -> Result<Self, SettingsStateError> {
         let upstream = Upstream::new(&settings.upstream)?;
         let verifier = Verifier::new(
             &settings.auth,
@@ -159,7 +156,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy for `live`, recording into `metrics`.
-    pub fn new(live: SettingsState, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(live: SettingsState, hasher: TokenHasher, metrics: Arc<Metrics>) -> Self {
         let cache = PageCache::with_evictions(&live.settings.cache, metrics.cache_evictions());
         let started = live.settings.clone();
         Self {
@@ -181,7 +178,7 @@ impl Proxy {
     /// The same proxy as a replica of `cluster`: budgets, proofs (when `shared_hashing`:
     /// its hasher uses the cluster's key), pages and invalidations shared through it. Follows
     /// the other replicas' invalidations from now on.
-    pub fn with_cluster(self, cluster: Arc<Cluster>, shared_hashing: bool) -> Arc<Self> {
+    pub(crate) fn with_cluster(self, cluster: Arc<Cluster>, shared_hashing: bool) -> Arc<Self> {
         let proxy = Arc::new(Self {
             cluster: Some(cluster),
             shared_hashing,
@@ -192,7 +189,7 @@ impl Proxy {
     }
 
     /// The settings-derived state that requests starting now use.
-    pub fn settings_state(&self) -> Arc<SettingsState> {
+    pub(crate) fn settings_state(&self) -> Arc<SettingsState> {
         self.live.load_full()
     }
 
@@ -208,12 +205,12 @@ impl Proxy {
     }
 
     /// The metrics this proxy records into.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Answers one request from `client`. Never fails: every error becomes its response.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         mut request: Request<RequestBody>,
         client: SocketAddr,

@@ -178,7 +178,7 @@ impl Budgets {
 
     /// Budgets shared by every replica of `cluster`: drawn from Redis while it answers, else
     /// from local budgets of 1/`cluster.replicas_hint` of every rate and burst.
-    pub fn clustered(settings: &RateLimitSettings, cluster: &Cluster) -> Self {
+    pub(crate) fn clustered(settings: &RateLimitSettings, cluster: &Cluster) -> Self {
         let replicas = cluster.replicas_hint();
         let local = shared::share_of(settings, replicas);
         Self {
@@ -199,7 +199,7 @@ impl Budgets {
 
     /// Follows new settings from now on: every budget keeps the permits it has spent (they
     /// replenish at the new rate) and its pause.
-    pub fn reconfigure(&self, settings: &RateLimitSettings) {
+    pub(crate) fn reconfigure(&self, settings: &RateLimitSettings) {
         if let Some(shared) = &self.shared {
             shared.reconfigure(settings);
         }
@@ -284,7 +284,7 @@ impl Budgets {
     /// Spends a permit of `key`'s budget for a call already made, whether or not one is free:
     /// the budget may go into debt, and its next calls wait for it. For a call that drew from
     /// the unverified budget and turned out to be its app's.
-    pub fn charge(&self, key: &BudgetKey) {
+    pub(crate) fn charge(&self, key: &BudgetKey) {
         if let Some(shared) = &self.shared {
             shared.charge(key);
         }
@@ -316,7 +316,7 @@ impl Budgets {
     /// 2xx ends the doubling streak; other answers do nothing. Both return `None`. `now` is
     /// the wall clock, for HTTP-dates. With a cluster, the pause reaches every replica
     /// before this returns.
-    pub async fn observe_response(
+    pub(crate) async fn observe_response(
         &self,
         key: &BudgetKey,
         status: StatusCode,
@@ -342,7 +342,7 @@ impl Budgets {
     }
 
     /// Time left on the budget's pause, if any.
-    pub fn pause_remaining(&self, key: &BudgetKey) -> Option<Duration> {
+    pub(crate) fn pause_remaining(&self, key: &BudgetKey) -> Option<Duration> {
         let budget = self.registry.existing(key)?;
         budget.pause_remaining(Instant::now())
     }

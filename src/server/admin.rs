@@ -18,7 +18,7 @@ use crate::server::InFlight;
 
 /// Answers one admin request. `draining` is true once shutdown began; `in_flight` counts the
 /// proxy listener's requests.
-pub async fn handle(
+pub(crate) async fn handle(
     request: Request<RequestBody>,
     proxy: Arc<Proxy>,
     draining: watch::Receiver<bool>,

@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 /// The number of requests in flight (of a listener, or of one connection), and how many
 /// ever started.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Counts>);
+pub(crate) struct InFlight(Arc<Counts>);
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -21,26 +21,26 @@ struct Counts {
 
 impl InFlight {
     /// Counts one more request until the returned guard drops.
-    pub fn enter(&self) -> InFlightGuard {
+    pub(crate) fn enter(&self) -> InFlightGuard {
         self.0.now.fetch_add(1, Ordering::SeqCst);
         self.0.started.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(Arc::clone(&self.0))
     }
 
     /// Requests in flight now.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.now.load(Ordering::SeqCst)
     }
 
     /// Requests started so far.
-    pub fn started(&self) -> u64 {
+    pub(crate) fn started(&self) -> u64 {
         self.0.started.load(Ordering::SeqCst)
     }
 }
 
 /// Holds one request's place in the count.
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<Counts>);
+pub(crate) struct InFlightGuard(Arc<Counts>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -50,14 +50,14 @@ impl Drop for InFlightGuard {
 
 /// A response body that keeps its request counted until it is finished or dropped.
 #[derive(Debug)]
-pub struct Tracked<B, G = InFlightGuard> {
+pub(crate) struct Tracked<B, G = InFlightGuard> {
     inner: B,
     _guard: G,
 }
 
 impl<B, G> Tracked<B, G> {
     /// Wraps `inner`, holding `guard` (one or several counts) as long as it lives.
-    pub fn new(inner: B, guard: G) -> Self {
+    pub(crate) fn new(inner: B, guard: G) -> Self {
         Self {
             inner,
             _guard: guard,

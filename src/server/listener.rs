@@ -27,22 +27,22 @@ use crate::body::ProxyBody;
 use crate::request_body::{BodyTail, RequestBody};
 
 /// Connections served at once by default; further clients wait in the listen backlog.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Default time a client may stall (`server.client_timeout`): while sending a request head
 /// (on HTTP/1 for every request, and for the first request of any connection, so sockets
 /// that never send one are closed) or body, or while not taking a response.
-pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default time a connection may stay open with no request in flight and none started.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Interval of h2 keep-alive pings, which also find dead h2 connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
 /// Bounds on the connections of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
     /// Time a client may stall (see [`DEFAULT_CLIENT_TIMEOUT`]).
@@ -73,7 +73,7 @@ pub struct Drained {
 /// Serves `listener` with `handler` until `stop` turns true, then drains for at most `grace`;
 /// connections still open after it are closed. A connection whose client has not taken any
 /// of a response for `client_timeout` is closed too.
-pub async fn serve<H, F>(
+pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     mut stop: watch::Receiver<bool>,

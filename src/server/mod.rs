@@ -7,8 +7,7 @@ mod inflight;
 mod listener;
 mod slow_reader;
 
-pub use admin::handle as handle_admin;
-pub use inflight::{InFlight, InFlightGuard, Tracked};
-pub use listener::{
-    DEFAULT_CLIENT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Drained, Limits, serve,
-};
+pub(crate) use admin::handle as handle_admin;
+pub(crate) use inflight::InFlight;
+pub use listener::Drained;
+pub(crate) use listener::{Limits, serve};

@@ -64,7 +64,7 @@ pub enum VerifierSetupError {
 
 /// The verdict on one token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Signature, `iss` (when configured), `aud` (when configured), `exp` and `nbf` all check.
     Valid,
     /// The token is not a JWT, its signature or a claim fails, its algorithm is not an
@@ -78,7 +78,7 @@ pub enum Verdict {
 
 /// Verifies tokens locally against the signing keys of the configured issuer. Cheap to
 /// share behind an `Arc`; its `Debug` shows where the keys come from, never a token.
-pub struct Verifier {
+pub(crate) struct Verifier {
     inner: Arc<Inner>,
 }
 
@@ -195,7 +195,7 @@ impl Verifier {
     /// A verifier for `settings`, fetching keys with the proxy's client settings; `None`
     /// when neither `auth.jwks_url` nor `auth.issuer` is set. No key is fetched until
     /// [`prefetch`](Self::prefetch) or the first token.
-    pub fn new(
+    pub(crate) fn new(
         settings: &AuthSettings,
         connect_timeout: Duration,
         ca_file: Option<&Path>,
@@ -236,7 +236,7 @@ impl Verifier {
     }
 
     /// The verdict on a raw bearer token.
-    pub async fn verify(&self, token: &str) -> Verdict {
+    pub(crate) async fn verify(&self, token: &str) -> Verdict {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return invalid("not a JWT with a readable header and a known algorithm");
         };
@@ -266,7 +266,7 @@ impl Verifier {
     /// Starts fetching the keys in the background and retries, with back-off, until a fetch
     /// succeeds (or the verifier is dropped). For start-up and new settings: nothing waits
     /// for it.
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         let Ok(first) = Arc::clone(&self.inner.fetches).try_lock_owned() else {
             return;
         };
