@@ -17,6 +17,7 @@ pub(crate) mod headers;
 pub(crate) mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod recent;
 pub(crate) mod request_body;
 pub mod rewrite;
 pub mod server;

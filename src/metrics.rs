@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::recent::Recent;
+
 /// The `method` label: a standard method, or `other`, so made-up methods cannot add series.
 pub(crate) fn method_label(method: &Method) -> &'static str {
     const STANDARD: [Method; 9] = [
@@ -236,6 +238,7 @@ pub struct Metrics {
     config_reloads: Family<ResultLabels, Counter>,
     config_loaded_at: Gauge,
     config_restart_pending: Gauge,
+    recent: Recent,
 }
 
 /// Histogram buckets for durations: 5 ms to about 41 s.
@@ -409,6 +412,7 @@ impl Default for Metrics {
             config_reloads,
             config_loaded_at,
             config_restart_pending,
+            recent: Recent::default(),
         }
     }
 }
@@ -432,6 +436,7 @@ impl Metrics {
                 cache: labels.cache,
             })
             .observe(seconds);
+        self.recent.record_request(labels.cache);
         self.requests.get_or_create(&labels).inc();
     }
 
@@ -442,6 +447,7 @@ impl Metrics {
                 status: UpstreamStatus::Code(status),
             })
             .inc();
+        self.recent.record_upstream(status);
         self.upstream_duration.observe(seconds);
     }
 
@@ -453,6 +459,7 @@ impl Metrics {
                 status: UpstreamStatus::Failed(class),
             })
             .inc();
+        self.recent.record_upstream_failure(class);
         self.upstream_duration.observe(seconds);
     }
 
@@ -506,6 +513,16 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// Redis calls that failed or were too slow, since start.
+    pub fn cluster_errors(&self) -> u64 {
+        self.cluster_errors.get()
+    }
+
+    /// What the proxy did over the last minutes (for the status page).
+    pub fn recent(&self) -> &Recent {
+        &self.recent
     }
 
     /// Records one Redis call: how long it took and whether it failed.

@@ -204,6 +204,11 @@ impl Proxy {
         self.flights.callers()
     }
 
+    /// The cluster this replica belongs to, with `cluster.redis_url`.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
     /// The metrics this proxy records into.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics

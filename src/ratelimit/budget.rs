@@ -28,6 +28,21 @@ pub(crate) struct Wait {
     pub(crate) paused: bool,
 }
 
+/// What a budget has left at one instant, for the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Use {
+    /// Permits free now in the per-second window.
+    pub(crate) free: u32,
+    /// The per-second window's burst.
+    pub(crate) burst: u32,
+    /// Permits free now in the hourly window and its burst, when configured.
+    pub(crate) hourly: Option<(u32, u32)>,
+    /// Callers waiting for a permit.
+    pub(crate) queued: usize,
+    /// Time left on a Retry-After pause, if one is in force.
+    pub(crate) paused_for: Option<Duration>,
+}
+
 /// The state of a budget.
 #[derive(Debug)]
 struct State {
@@ -190,6 +205,19 @@ impl Budget {
         state.windows.rescale(&old, &limits, now);
         state.limits = limits;
         self.worsened.notify_waiters();
+    }
+
+    /// What the budget has left at `now`.
+    pub(crate) fn usage(&self, now: Instant) -> Use {
+        let state = self.state();
+        let (free, hourly_free) = state.windows.free(&state.limits, now);
+        Use {
+            free,
+            burst: state.limits.per_second.burst,
+            hourly: hourly_free.zip(state.limits.per_hour.map(|hour| hour.burst)),
+            queued: state.line.len(),
+            paused_for: state.pause.remaining(now),
+        }
     }
 
     /// Whether forgetting this budget would change nothing but the doubling streak: nobody in

@@ -53,6 +53,16 @@ impl Window {
     fn is_replenished(&self, now: Instant) -> bool {
         self.tat.is_none_or(|tat| tat <= now)
     }
+
+    /// Permits free at `now`: the burst less those spent and not yet replenished (0 in debt).
+    fn free(&self, rate: Rate, now: Instant) -> u32 {
+        let Some(owed) = self.tat.filter(|tat| *tat > now).map(|tat| tat - now) else {
+            return rate.burst;
+        };
+        let spent = owed.as_nanos().div_ceil(rate.interval.as_nanos().max(1));
+        rate.burst
+            .saturating_sub(u32::try_from(spent).unwrap_or(u32::MAX))
+    }
 }
 
 /// The windows of one budget: per second, and hourly when configured.
@@ -124,6 +134,14 @@ impl Windows {
     /// Whether both windows are full again at `now`.
     pub(crate) fn is_replenished(&self, now: Instant) -> bool {
         self.per_second.is_replenished(now) && self.per_hour.is_replenished(now)
+    }
+
+    /// Permits free at `now` in the per-second window and, when configured, the hourly one.
+    pub(crate) fn free(&self, limits: &Rates, now: Instant) -> (u32, Option<u32>) {
+        (
+            self.per_second.free(limits.per_second, now),
+            limits.per_hour.map(|hour| self.per_hour.free(hour, now)),
+        )
     }
 }
 
@@ -209,6 +227,25 @@ mod tests {
         assert_eq!(windows, Windows::default(), "nothing was spent");
         let soon = now + Duration::from_secs(2);
         assert!(windows.due_after(&limits, now, usize::MAX, soon) > soon);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn free_permits_count_down_and_replenish() {
+        let limits = limits(1000, 3, Some((10_000, 2)));
+        let mut windows = Windows::default();
+        let now = Instant::now();
+        assert_eq!(windows.free(&limits, now), (3, Some(2)));
+        assert_eq!(windows.take(&limits, now), Ok(()));
+        assert_eq!(windows.free(&limits, now), (2, Some(1)));
+        windows.charge(&limits, now);
+        windows.charge(&limits, now);
+        assert_eq!(windows.free(&limits, now), (0, Some(0)), "in debt");
+        let later = now + Duration::from_millis(1500);
+        assert_eq!(windows.free(&limits, later), (1, Some(0)));
+        assert_eq!(
+            windows.free(&limits, now + Duration::from_secs(30)),
+            (3, Some(2))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,6 +35,7 @@ mod rates;
 mod registry;
 mod retry_after;
 mod shared;
+mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,7 @@ use rates::Rates;
 use registry::Registry;
 
 pub use retry_after::parse_retry_after;
+pub use usage::{BudgetUse, BudgetsUsage};
 
 /// The most per-client budgets held at once; past it, new clients share one overflow budget
 /// until idle budgets are swept out.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::budget::Budget;
+use super::budget::{Budget, Use};
 use super::clock::after;
 use super::rates::Rates;
 use super::{BudgetKey, KeyKind, MAX_CLIENT_BUDGETS};
@@ -30,6 +30,18 @@ struct Clients {
     limits: Rates,
     budgets: HashMap<Arc<str>, Arc<Budget>>,
     next_sweep: Instant,
+}
+
+/// What the budgets of one proxy have left (see [`Registry::usage`]).
+#[derive(Debug)]
+pub(crate) struct RegistryUse {
+    pub(crate) shared: Use,
+    pub(crate) unverified: Use,
+    pub(crate) overflow: Use,
+    /// The busiest client budgets, by client id.
+    pub(crate) clients: Vec<(Arc<str>, Use)>,
+    /// How many client budgets are held in all.
+    pub(crate) client_count: usize,
 }
 
 /// Every budget of one proxy.
@@ -129,6 +141,33 @@ impl Registry {
         self.unverified.reconfigure(unverified, now);
     }
 
+    /// What every budget has left at `now`: the shared, unverified and overflow budgets,
+    /// then at most `most` client budgets, the busiest first (paused, then most in line,
+    /// then least left).
+    pub(crate) fn usage(&self, now: Instant, most: usize) -> RegistryUse {
+        let clients = self.clients();
+        let mut busiest: Vec<(Arc<str>, Use)> = clients
+            .budgets
+            .iter()
+            .map(|(id, budget)| (Arc::clone(id), budget.usage(now)))
+            .collect();
+        busiest.sort_by_key(|(id, used)| {
+            let spent = used.burst.saturating_sub(used.free);
+            (
+                std::cmp::Reverse((used.paused_for.is_some(), used.queued, spent)),
+                Arc::clone(id),
+            )
+        });
+        busiest.truncate(most);
+        RegistryUse {
+            shared: self.shared.usage(now),
+            unverified: self.unverified.usage(now),
+            overflow: self.overflow.usage(now),
+            clients: busiest,
+            client_count: clients.budgets.len(),
+        }
+    }
+
     /// Number of per-client budgets held.
     pub(crate) fn len(&self) -> usize {
         self.clients().budgets.len()
@@ -177,6 +216,27 @@ mod tests {
         assert_eq!(registry.len(), 2);
         let again = registry.existing(&key("held"));
         assert!(again.is_some_and(|again| Arc::ptr_eq(&again, &held)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_lists_the_busiest_clients_first() {
+        let registry = registry();
+        let now = Instant::now();
+        registry.budget(&key("idle"));
+        registry.budget(&key("spent")).charge(now);
+        let pause = Duration::from_secs(5);
+        registry.budget(&key("paused")).observe(
+            super::super::pause::Ask::PauseFor(pause),
+            now,
+            pause,
+        );
+        let usage = registry.usage(now, 2);
+        assert_eq!(usage.client_count, 3);
+        let names: Vec<&str> = usage.clients.iter().map(|(id, _)| &**id).collect();
+        assert_eq!(names, ["paused", "spent"]);
+        assert_eq!(usage.clients[0].1.paused_for, Some(pause));
+        assert_eq!((usage.clients[1].1.free, usage.clients[1].1.burst), (0, 1));
+        assert_eq!(usage.shared.free, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
-//! The admin listener: liveness, readiness, metrics and cache purges, kept apart from client
-//! traffic. With `server.admin_token` set, everything but the probes needs the token.
+//! The admin listener: liveness, readiness, metrics, the status page and cache purges, kept
+//! apart from client traffic. With `server.admin_token` set, everything but the probes needs
+//! the token.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 
 use super::admin_auth::is_authorized;
+use super::status;
 use crate::body::{self, ProxyBody};
 use crate::cache::Purge;
 use crate::error::ProxyError;
@@ -49,6 +51,15 @@ pub(crate) async fn handle(
             let body = proxy.metrics().render(now, format);
             respond(StatusCode::OK, format.content_type(), body.into())
         }
+        (&Method::GET, "/") => status_page(),
+        (&Method::GET, "/status.json") => {
+            let draining = *draining.borrow();
+            let status = status::read(&proxy, draining, in_flight.count() as u64).await;
+            match serde_json::to_string(&status) {
+                Ok(body) => no_store(json(StatusCode::OK, body)),
+                Err(error) => ProxyError::Internal(error.to_string()).to_response(),
+            }
+        }
         (&Method::POST, "/purge") => match purge_target(request.uri().query()) {
             Ok(purge) => {
                 let purged = proxy.purge(&purge).await;
@@ -77,6 +88,36 @@ fn unauthorized(status_page: bool) -> Response<ProxyBody> {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
     );
+    response
+}
+
+/// The status page, allowed to run only its own inline code.
+fn status_page() -> Response<ProxyBody> {
+    let mut response = respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        status::PAGE.clone().into(),
+    );
+    let headers = response.headers_mut();
+    if let Ok(policy) = HeaderValue::from_str(&status::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    no_store(response)
+}
+
+/// Marks an answer that must not be kept by a browser or an intermediary.
+fn no_store(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -6,6 +6,7 @@ mod admin_auth;
 mod inflight;
 mod listener;
 mod slow_reader;
+mod status;
 
 pub(crate) use admin::handle as handle_admin;
 pub(crate) use inflight::InFlight;

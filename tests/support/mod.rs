@@ -2,6 +2,7 @@
 //! HTTP client to talk to them.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod process;
 pub mod prometheus;
 
