@@ -224,7 +224,7 @@ async fn a_browser_shows_the_numbers_metrics_reports() {
         "Number(document.body.dataset.updates || 0) >= 1 \
          || !document.getElementById('problem').hidden",
         read,
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await;
     assert_eq!(loaded.errors, Vec::<String>::new(), "no console error");

@@ -32,7 +32,7 @@ def moved_high(fd):
 
 
 class Browser:
-    def __init__(self, chromium, profile):
+    def __init__(self, chromium, profile, log):
         to_browser_read, self.to_browser = os.pipe()
         self.from_browser, from_browser_write = os.pipe()
         # Out of the way of 3 and 4 first, so that neither dup2 below clobbers the other's
@@ -63,7 +63,7 @@ class Browser:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
             close_fds=False,
             preexec_fn=wire_pipes,
         )
@@ -150,7 +150,8 @@ def main():
     chromium, url, authorization, wait_js, read_js, timeout = sys.argv[1:7]
     deadline = time.monotonic() + float(timeout)
     profile = tempfile.mkdtemp(prefix="status-page-chromium-")
-    browser = Browser(chromium, profile)
+    log = open(os.path.join(profile, "chromium.log"), "w+")
+    browser = Browser(chromium, profile, log)
     try:
         target = browser.call(deadline, "Target.createTarget", {"url": "about:blank"})
         attached = browser.call(
@@ -173,9 +174,14 @@ def main():
             raise RuntimeError(f"navigation failed: {navigated['errorText']}")
         ready = False
         try:
-            while not browser.evaluate(deadline, session, wait_js):
-                time.sleep(0.05)
-            ready = True
+            while not ready:
+                try:
+                    ready = bool(browser.evaluate(deadline, session, wait_js))
+                except RuntimeError:
+                    # The page's document is not there yet (navigation still committing).
+                    pass
+                if not ready:
+                    time.sleep(0.05)
         except TimeoutError:
             # Reported with what went wrong meanwhile, rather than as a bare timeout.
             deadline = time.monotonic() + 5
@@ -201,8 +207,15 @@ def main():
             "statuses": statuses,
         }
         print(json.dumps(report))
+    except Exception:
+        log.flush()
+        log.seek(0)
+        lines = [line for line in log.read().splitlines() if "dbus" not in line]
+        print("chromium's last words:\n" + "\n".join(lines[-30:]), file=sys.stderr)
+        raise
     finally:
         browser.close()
+        log.close()
         shutil.rmtree(profile, ignore_errors=True)
 
 
