@@ -12,8 +12,9 @@
 # connection in two runs, (Ir(N2) - Ir(N1)) / (N2 - N1).
 #
 # Everything listens on 127.0.0.1; every process started here is stopped on exit. Missing tools
-# are installed with apt-get. Tunables (environment), with their defaults:
-#   PARTS="load h2 callgrind"  which sections run
+# are installed with apt-get. Also measured: gzip hits against identity hits, and itwin-proxy's
+# start to ready time and idle memory. Tunables (environment), with their defaults:
+#   PARTS="load gzip h2 callgrind startup"  which sections run
 #   DURATION=5  ROUNDS=2       seconds per wrk / h2load run; rounds of the wrk section
 #   CONNECTIONS=32  THREADS=1  wrk's -c and -t; h2load runs H2_CLIENTS x H2_STREAMS in flight
 #   H2_CLIENTS=4  H2_STREAMS=8
@@ -22,7 +23,7 @@
 #   PORT_BASE=28080
 set -euo pipefail
 
-PARTS=${PARTS:-load h2 callgrind}
+PARTS=${PARTS:-load gzip h2 callgrind startup}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -377,8 +378,8 @@ cpu_ticks() { # contender
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # Runs wrk once; prints: req/s p50_ms p99_ms requests errors.
-run_wrk() { # url
-    wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -H "$AUTH" "$1" | awk '
+run_wrk() { # url [extra wrk arguments]
+    wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -H "$AUTH" "${@:2}" "$1" | awk '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -450,6 +451,25 @@ if part load; then
             }
         }' "$RESULTS"
     echo "(means over $ROUNDS rounds; a req/s ratio above 1 or a p99 ratio below 1 favours itwin-proxy)"
+fi
+
+# --- gzip hits ---------------------------------------------------------------------------------
+# The same pages from itwin-proxy to a client that accepts gzip and to one that does not.
+if part gzip; then
+    echo
+    echo "gzip hits: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s -H 'Authorization: Bearer \$TOKEN' [-H 'Accept-Encoding: gzip'] URL (itwin-proxy)"
+    echo "| page | encoding | body bytes per answer | req/s | p99 ms | gzip ÷ identity req/s | identity ÷ gzip bytes |"
+    echo "|---|---|---|---|---|---|---|"
+    for top in "$SMALL_TOP" "$LARGE_TOP"; do
+        url=$(url_of itwin-proxy "$top")
+        plain_bytes=$(curl -s --max-time 10 -H "$AUTH" -o /dev/null -w '%{size_download}' "$url")
+        gzip_bytes=$(curl -s --max-time 10 -H "$AUTH" -H 'Accept-Encoding: gzip' \
+            -o /dev/null -w '%{size_download}' "$url")
+        read -r plain_rps _ plain_p99 _ _ <<<"$(run_wrk "$url")"
+        read -r gzip_rps _ gzip_p99 _ _ <<<"$(run_wrk "$url" -H 'Accept-Encoding: gzip')"
+        echo "| \$top=$top | identity | $plain_bytes | $plain_rps | $plain_p99 | | |"
+        echo "| \$top=$top | gzip | $gzip_bytes | $gzip_rps | $gzip_p99 | $(awk -v a="$gzip_rps" -v b="$plain_rps" 'BEGIN { printf "%.2f", a / b }') | $(awk -v a="$plain_bytes" -v b="$gzip_bytes" 'BEGIN { printf "%.1f", a / b }') |"
+    done
 fi
 
 # --- HTTP/2 under h2load -------------------------------------------------------------------
@@ -556,6 +576,45 @@ if part callgrind; then
         esac
         echo "| $name | ${PER_HIT[$what]} | $(awk -v a="${PER_HIT[$what]}" -v b="${PER_HIT[bare]}" 'BEGIN { printf "%.2f", a / b }') |"
     done
+fi
+
+# --- start to ready, idle memory ------------------------------------------------------------
+# itwin-proxy started STARTS times: from exec until /readyz answers 200 (polled every 0.2 ms),
+# then its resident memory after a second of idling.
+cat >"$WORK/startup.py" <<'EOF'
+import socket, statistics, subprocess, sys, time
+binary, config, admin_port, starts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def ready():
+    try:
+        with socket.create_connection(("127.0.0.1", admin_port), timeout=1) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(16).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+times, rss = [], []
+for _ in range(starts):
+    started = time.perf_counter()
+    child = subprocess.Popen([binary, "--config", config], stderr=subprocess.DEVNULL)
+    while not ready():
+        if time.perf_counter() - started > 10:
+            sys.exit("not ready within 10 s")
+        time.sleep(0.0002)
+    times.append((time.perf_counter() - started) * 1000)
+    time.sleep(1)
+    with open(f"/proc/{child.pid}/status") as status:
+        rss += [int(l.split()[1]) / 1024 for l in status if l.startswith("VmRSS:")]
+    child.terminate()
+    child.wait()
+print(f"{statistics.median(times):.1f} {min(times):.1f} {max(times):.1f} {statistics.median(rss):.1f}")
+EOF
+if part startup; then
+    STARTS=${STARTS:-10}
+    mapfile -t env < <(proxy_env "$CG_PORT" "$CG_ADMIN_PORT" on)
+    read -r median fastest slowest rss < <(env "${env[@]}" python3 "$WORK/startup.py" \
+        "$BIN/itwin-proxy" "$ROOT/config/default.toml" "$CG_ADMIN_PORT" "$STARTS") ||
+        die "start-up measurement failed"
+    echo
+    echo "Start to ready (exec until /readyz is 200), $STARTS starts: median $median ms (fastest $fastest, slowest $slowest); idle RSS median $rss MiB"
 fi
 
 echo

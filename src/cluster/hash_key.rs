@@ -2,8 +2,6 @@
 //! and adopted by every replica, so that a token hashes alike everywhere (shared proofs, and
 //! pages of opaque tokens, are found by that hash). No secret needs configuring.
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-
 use super::error::ClusterError;
 use super::keys::Keys;
 use super::link::Link;
@@ -23,9 +21,7 @@ pub(crate) async fn adopt_hash_key(
         Some(key) => key,
         None => {
             let mut fresh = [0u8; HASH_KEY_LEN];
-            SystemRandom::new()
-                .fill(&mut fresh)
-                .map_err(|_| ClusterError::Malformed("no random key"))?;
+            getrandom::fill(&mut fresh).map_err(|_| ClusterError::Malformed("no random key"))?;
             fresh
         }
     };

@@ -17,7 +17,6 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use bytes::Bytes;
 use http::HeaderMap;
 use redis::Script;
@@ -288,8 +287,6 @@ impl SharedPages {
 /// A random lock token.
 fn lock_token() -> Result<String, ClusterError> {
     let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ClusterError::Malformed("no random lock token"))?;
+    getrandom::fill(&mut bytes).map_err(|_| ClusterError::Malformed("no random lock token"))?;
     Ok(hex(&bytes))
 }

@@ -37,7 +37,9 @@ pub(crate) async fn trusted(
     let Some(verifier) = &live.verifier else {
         return false;
     };
-    if proxy.known.was_refused(token).await || verifier.verify(raw_token).await != Verdict::Valid {
+    if proxy.known.was_refused(token).await
+        || Box::pin(verifier.verify(raw_token)).await != Verdict::Valid
+    {
         return false;
     }
     proxy.known.trust(token, now).await;
@@ -57,7 +59,8 @@ pub(crate) async fn authenticate(
     token: &Token,
     now: u64,
 ) -> Result<Identity, ProxyError> {
-    if proxy.known.is_known(token, now).await || proxy.proven_elsewhere(token, now).await {
+    if proxy.known.is_known(token, now).await || Box::pin(proxy.proven_elsewhere(token, now)).await
+    {
         return Ok(Identity {
             known: true,
             trusted: true,
@@ -75,7 +78,7 @@ pub(crate) async fn authenticate(
         // signature does not outweigh that; the upstream judges it again.
         return Ok(Identity::UNKNOWN);
     }
-    match verifier.verify(raw_token).await {
+    match Box::pin(verifier.verify(raw_token)).await {
         Verdict::Valid if token.scopes.is_some() => {
             proxy.known.remember(token, now).await;
             Ok(Identity {

@@ -358,8 +358,12 @@ pub(crate) async fn answer(
                 Ok(hit_response(&held, page.headers)),
             )
         }
-        Found::StaleIfError(held) => fetch(proxy, live, &page, outbound, Some(held), ctx).await,
-        Found::Missing => fetch(proxy, live, &page, outbound, None, ctx).await,
+        // Boxed, as every step off the hit path: a hit's future stays small, and so do the
+        // copies made of it as it is polled.
+        Found::StaleIfError(held) => {
+            Box::pin(fetch(proxy, live, &page, outbound, Some(held), ctx)).await
+        }
+        Found::Missing => Box::pin(fetch(proxy, live, &page, outbound, None, ctx)).await,
     };
     ctx.cache = Some(cache_status(happened, page.passes_over));
     response

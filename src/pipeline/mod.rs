@@ -305,7 +305,7 @@ impl Proxy {
         };
         let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
         if let Some(write) = Write::classify(&parts.method, path.path()) {
-            return self.write(live, parts, outbound, body, write, ctx).await;
+            return Box::pin(self.write(live, parts, outbound, body, write, ctx)).await;
         }
         let page_query = cached::page_query(&parts, path.query());
         if let (Some(raw_token), Some(query)) = (raw_token, page_query) {
@@ -314,7 +314,7 @@ impl Proxy {
         if ctx.cached_route {
             ctx.cache = Some(crate::cache::CacheStatus::Bypass);
         }
-        let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
+        let relayed = Box::pin(self.pass_through(live, &parts, outbound, body, ctx)).await?;
         Ok(relayed.into_response())
     }
 

@@ -26,7 +26,7 @@ pub(crate) struct RequestIds {
 impl Default for RequestIds {
     fn default() -> Self {
         let mut bytes = [0u8; 8];
-        let prefix = match aws_lc_rs::rand::fill(&mut bytes) {
+        let prefix = match getrandom::fill(&mut bytes) {
             Ok(()) => u64::from_le_bytes(bytes),
             // Uniqueness within the process holds anyway; the clock keeps restarts apart.
             Err(_) => std::time::SystemTime::now()
