@@ -47,6 +47,8 @@ NGINX_H2_PORT=$((PORT_BASE + 7))
 VARNISH_PORT=$((PORT_BASE + 8))
 CG_PORT=$((PORT_BASE + 9))
 CG_ADMIN_PORT=$((PORT_BASE + 10))
+LOGGED_PORT=$((PORT_BASE + 11))
+LOGGED_ADMIN_PORT=$((PORT_BASE + 12))
 IMODEL=5db42812-ebb8-4c58-98a4-2eaa99e0d8b6
 # Every cache keeps the pages far longer than the run, so every measured request is a hit.
 TTL=3600
@@ -124,7 +126,7 @@ BIN=$TARGET/release
 BARE=$TARGET/bench-bare/release/bare-hyper
 BUILT=$SECONDS
 
-for port in $(seq "$PORT_BASE" "$CG_ADMIN_PORT"); do
+for port in $(seq "$PORT_BASE" "$LOGGED_ADMIN_PORT"); do
     port_free "$port" || die "port $port is in use (set PORT_BASE)"
 done
 
@@ -172,6 +174,13 @@ env "${PROXY_ENV[@]}" "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" \
 PROXY_PID=$!
 PIDS+=("$PROXY_PID")
 wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+# The same with its request log on (info, one line per request, written to a file).
+mapfile -t LOGGED_ENV < <(proxy_env "$LOGGED_PORT" "$LOGGED_ADMIN_PORT" on)
+env "${LOGGED_ENV[@]}" "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" \
+    >"$WORK/proxy-logged.log" 2>&1 &
+LOGGED_PID=$!
+PIDS+=("$LOGGED_PID")
+wait_http "http://127.0.0.1:$LOGGED_ADMIN_PORT/readyz"
 
 # --- the pages, as itwin-proxy serves them, for the bare server and nginx's static files ----
 # Fetches with exactly the headers wrk sends (so the same cache keys); saves headers and body;
@@ -314,9 +323,9 @@ wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$VARNISH_PORT/" 30
 
 # --- contenders: name port path-of(top) hit-header -----------------------------------------
-declare -A PORT=([itwin-proxy]=$PROXY_PORT [bare-hyper]=$BARE_PORT [nginx]=$NGINX_PORT
+declare -A PORT=([itwin-proxy]=$PROXY_PORT [itwin-proxy+log]=$LOGGED_PORT [bare-hyper]=$BARE_PORT [nginx]=$NGINX_PORT
     [nginx+links]=$NGINX_LINKS_PORT [nginx-static]=$NGINX_STATIC_PORT [varnish]=$VARNISH_PORT)
-CONTENDERS=(itwin-proxy bare-hyper nginx nginx+links nginx-static varnish)
+CONTENDERS=(itwin-proxy itwin-proxy+log bare-hyper nginx nginx+links nginx-static varnish)
 url_of() { # contender top [port]
     local port=${3:-${PORT[$1]}}
     case $1 in
@@ -345,7 +354,7 @@ warm() { # top
         second=$(fetch "$(url_of "$c" "$1")" "$stem-2")
         [[ $first == 200 && $second == 200 ]] || die "$c \$top=$1 answered $first then $second"
         case $c in
-        itwin-proxy) hit='^cache-status: itwin-proxy; hit' ;;
+        itwin-proxy*) hit='^cache-status: itwin-proxy; hit' ;;
         nginx | nginx+links) hit='^x-cache-status: HIT' ;;
         varnish) hit='^x-cache: HIT' ;;
         *) hit= ;;
@@ -363,6 +372,7 @@ cpu_ticks() { # contender
     local pids=() pid total=0 stat fields
     case $1 in
     itwin-proxy) pids=("$PROXY_PID") ;;
+    itwin-proxy+log) pids=("$LOGGED_PID") ;;
     bare-hyper) pids=("$BARE_PID") ;;
     varnish) mapfile -t pids < <(pgrep -P "$VARNISH_PID"; echo "$VARNISH_PID") ;;
     *) mapfile -t pids < <(pgrep -P "$NGINX_PID"; echo "$NGINX_PID") ;;

@@ -125,7 +125,8 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
         let proxy = Arc::clone(&proxy);
         move |request, client| {
             let proxy = Arc::clone(&proxy);
-            async move { proxy.handle(request, client).await }
+            // Boxed once here: hyper then moves a pointer, not the whole request future.
+            Box::pin(async move { proxy.handle(request, client).await })
         }
     };
     let served = tokio::spawn(server::serve(
