@@ -5,22 +5,24 @@
 
 mod support;
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderMap, Method};
 use itwin_proxy_sim::{Failure, SimConfig, Simulator, TokenSpec};
 use serde_json::Value;
 use support::process::{Running, free_port, temp_config};
-use support::{bearer, client, page, request};
+use support::{bearer, client, page, request, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_lines_carry_what_an_operator_searches_for() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let config = temp_config(
         "json.toml",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
              [upstream]\nbase_url = \"{base}\"\n\
              [auth]\njwks_url = \"{base}/.well-known/jwks.json\"\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n",
@@ -38,6 +40,31 @@ async fn request_lines_carry_what_an_operator_searches_for() {
     let first = proxy.first_get(&page, with_id("first")).await;
     assert_eq!(first.status, 200);
     let client = client();
+    // The keys are fetched in the background from start-up; once counted, their line is written.
+    let metrics = format!("http://127.0.0.1:{admin}/metrics");
+    within(async {
+        loop {
+            let scraped = request(
+                &client,
+                Method::GET,
+                &metrics,
+                HeaderMap::new(),
+                Bytes::new(),
+            );
+            let text = String::from_utf8_lossy(&scraped.await.body).into_owned();
+            let fetched = text
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("itwin_proxy_signing_key_fetches_total{result=\"ok\"} ")
+                })
+                .any(|count| count != "0");
+            if fetched {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let hit = request(&client, Method::GET, &page, with_id("second"), Bytes::new()).await;
     let hit_bytes = hit.body.len();
     sim.fail_next(1, Failure::Close);

@@ -334,12 +334,13 @@ impl Inner {
         }
         let source = self.fetcher.location().describe();
         let fetched = self.fetcher.fetch().await;
-        self.fetch_results.record(fetched.is_ok());
         match fetched {
             Ok(set) => {
                 log.generation += 1;
                 log.failure = None;
                 tracing::info!(%source, keys = set.len(), need = need.as_str(), "signing keys fetched");
+                // Counted after the line is written: a scraper that sees the count finds the line.
+                self.fetch_results.record(true);
                 let cached = Arc::new(Cached {
                     set,
                     fetched_at: Instant::now(),
@@ -357,6 +358,7 @@ impl Inner {
                     tracing::debug!(%source, error = %reason, need = need.as_str(), "signing keys not fetched");
                 }
                 log.failure = Some((Instant::now(), reason.clone()));
+                self.fetch_results.record(false);
                 Err(Refusal::Failed(reason))
             }
         }
