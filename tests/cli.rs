@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use itwin_proxy_sim::{SimConfig, Simulator, TokenSpec};
-use support::process::{BINARY, Running, free_port, temp_config};
+use support::process::{BINARY, Running, free_port, proxy_config, temp_config};
 use support::{bearer, page};
 
 #[test]
@@ -142,12 +142,12 @@ async fn no_token_reaches_a_log_line_even_at_trace_level() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
     let port = free_port();
-    let path = temp_config(
+    let path = proxy_config(
         "trace.toml",
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{}\"\n[auth]\nissuer = \"\"\n",
-            sim.base_url()
-        ),
+        port,
+        0,
+        &sim.base_url(),
+        "[auth]\nissuer = \"\"\n",
     );
     let proxy = Running::start(&path, &[("RUST_LOG", "trace")]);
     let answer = proxy

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use itwin_proxy_sim::{Failure, SimConfig, Simulator, TokenSpec};
 use serde_json::Value;
-use support::process::{Running, free_port, temp_config};
+use support::process::{Running, free_port, proxy_config};
 use support::{bearer, client, page, request, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,14 +19,15 @@ async fn request_lines_carry_what_an_operator_searches_for() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
     let (port, admin) = (free_port(), free_port());
-    let config = temp_config(
+    let base = sim.base_url();
+    let config = proxy_config(
         "json.toml",
+        port,
+        admin,
+        &base,
         &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-             [upstream]\nbase_url = \"{base}\"\n\
-             [auth]\njwks_url = \"{base}/.well-known/jwks.json\"\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n",
-            base = sim.base_url()
+            "[auth]\njwks_url = \"{base}/.well-known/jwks.json\"\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n"
         ),
     );
     let proxy = Running::start(&config, &[] as &[(&str, &str)]);
@@ -128,14 +129,12 @@ async fn access_false_turns_the_request_line_off() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let token = sim.token(&TokenSpec::new("alice"));
     let port = free_port();
-    let config = temp_config(
+    let config = proxy_config(
         "off.toml",
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [upstream]\nbase_url = \"{base}\"\n[auth]\nissuer = \"\"\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\naccess = false\n",
-            base = sim.base_url()
-        ),
+        port,
+        0,
+        &sim.base_url(),
+        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\naccess = false\n",
     );
     let proxy = Running::start(&config, &[] as &[(&str, &str)]);
     let page = format!("http://127.0.0.1:{port}{}", page(2));

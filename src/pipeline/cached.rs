@@ -339,7 +339,7 @@ pub(crate) async fn answer(
     live: &Arc<SettingsState>,
     parts: &request::Parts,
     raw_token: &str,
-    outbound: Outbound,
+    outbound: impl FnOnce() -> Result<Outbound, ProxyError>,
     query: PageQuery,
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -351,7 +351,7 @@ pub(crate) async fn answer(
         ),
         Found::Stale { held, refresh } => {
             if refresh {
-                self::refresh(proxy, live, &page, outbound);
+                self::refresh(proxy, live, &page, outbound()?);
             }
             (
                 Happened::served(&held, false),
@@ -361,9 +361,9 @@ pub(crate) async fn answer(
         // Boxed, as every step off the hit path: a hit's future stays small, and so do the
         // copies made of it as it is polled.
         Found::StaleIfError(held) => {
-            Box::pin(fetch(proxy, live, &page, outbound, Some(held), ctx)).await
+            Box::pin(fetch(proxy, live, &page, outbound()?, Some(held), ctx)).await
         }
-        Found::Missing => Box::pin(fetch(proxy, live, &page, outbound, None, ctx)).await,
+        Found::Missing => Box::pin(fetch(proxy, live, &page, outbound()?, None, ctx)).await,
     };
     ctx.cache = Some(cache_status(happened, page.passes_over));
     response

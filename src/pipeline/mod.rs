@@ -5,8 +5,9 @@
 //! 2. `Proxy::route`: `guard` refuses what would make the proxy an open proxy and bodies over
 //!    `server.max_request_body`; `guard::strip_prefix` removes the public path prefix and the
 //!    route template is named; on the cached route (a GET or HEAD of the connections list)
-//!    the bearer token is required, here and only here; the outbound request is built
-//!    (`forward::Outbound`), once for the whole request;
+//!    the bearer token is required, here and only here; the outbound request
+//!    (`forward::Outbound`) is built when a branch calls the upstream (never on a hit), at
+//!    most once for the whole request;
 //! 3. one branch of three:
 //!    - a page query on the cached route: `cached::answer` (authenticate, cache key, lookup,
 //!      fetch with its fill, cache status: see `cached`);
@@ -303,14 +304,17 @@ impl Proxy {
             true => Some(required_bearer(&parts.headers)?),
             false => None,
         };
-        let outbound = Outbound::from_client(live, &parts, &path, client.ip())?;
+        // Built on demand: a hit never needs it.
+        let outbound = || Outbound::from_client(live, &parts, &path, client.ip());
         if let Some(write) = Write::classify(&parts.method, path.path()) {
+            let outbound = outbound()?;
             return Box::pin(self.write(live, parts, outbound, body, write, ctx)).await;
         }
         let page_query = cached::page_query(&parts, path.query());
         if let (Some(raw_token), Some(query)) = (raw_token, page_query) {
             return cached::answer(self, live, &parts, raw_token, outbound, query, ctx).await;
         }
+        let outbound = outbound()?;
         if ctx.cached_route {
             ctx.cache = Some(crate::cache::CacheStatus::Bypass);
         }

@@ -7,7 +7,7 @@ use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::{Instant, advance};
 
-use super::tests::{about, acquire, settings};
+use super::tests::{about, acquire, admits_now, settings};
 use super::*;
 
 /// The wall clock of these tests.
@@ -174,18 +174,8 @@ async fn a_global_pause_holds_everyone() {
         &retry_after("60"),
     )
     .await;
-    assert!(
-        budgets
-            .try_acquire(&budgets.key_for(Caller::Trusted(Some("b"))))
-            .await
-            .is_err()
-    );
-    assert!(
-        budgets
-            .try_acquire(&budgets.key_for(Caller::Trusted(None)))
-            .await
-            .is_err()
-    );
+    assert!(!admits_now(&budgets, Some("b")).await);
+    assert!(!admits_now(&budgets, None).await);
 }
 
 #[tokio::test(start_paused = true)]

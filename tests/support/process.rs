@@ -26,6 +26,18 @@ pub fn temp_config(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Writes a config named `name` for the binary listening on `port` (its admin port on
+/// `admin`, 0 for any) in front of the upstream at `base_url`, then the sections in `rest`.
+pub fn proxy_config(name: &str, port: u16, admin: u16, base_url: &str, rest: &str) -> PathBuf {
+    temp_config(
+        name,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             [upstream]\nbase_url = \"{base_url}\"\n{rest}"
+        ),
+    )
+}
+
 /// A loopback port free at the time of asking (for a child that must be told its port).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
