@@ -220,3 +220,54 @@ fn the_systemd_reload_checks_the_file_before_the_signal() {
     assert_eq!(check("[rate_limit]\nburst = 0\n").code(), Some(2));
     assert!(check("[rate_limit]\nburst = 5\n").success());
 }
+
+#[tokio::test]
+async fn a_call_sent_before_the_judges_changed_proves_no_token_after() {
+    use itwin_proxy_sim::{DEMO_IMODEL_ID, TokenSpec};
+    let h = Harness::start().await;
+    let early = h.sim.token(&TokenSpec::new("alice"));
+    let later = h.sim.token(&TokenSpec::new("alice").expires_in(3000));
+    assert_ne!(early, later);
+
+    let hold = h.sim.hold();
+    let url = format!("{}{}", h.url(), page(2));
+    let client = support::client();
+    let in_flight = tokio::spawn({
+        let early = early.clone();
+        async move {
+            let headers = support::bearer(&early);
+            support::request(
+                &client,
+                http::Method::GET,
+                &url,
+                headers,
+                Default::default(),
+            )
+            .await
+        }
+    });
+    support::within(hold.waiting_at_least(1)).await;
+    // The same simulator under another name: a new upstream, so proofs start afresh.
+    let mut renamed = support::settings_for(&h.sim);
+    renamed.upstream.base_url = format!("http://localhost:{}/", h.sim.addr().port())
+        .parse()
+        .unwrap();
+    h.proxy.proxy().reload(renamed).unwrap();
+    drop(hold);
+    assert_eq!(in_flight.await.unwrap().status, 200);
+
+    // Another token of the same subject fills the page under the new upstream; then the
+    // upstream stops accepting the subject.
+    assert_eq!(h.get(&page(2), Some(&later)).await.status, 200);
+    assert!(starts_with_hit(
+        h.get(&page(2), Some(&later)).await.cache_status()
+    ));
+    h.sim.deny("alice", DEMO_IMODEL_ID);
+    let answer = h.get(&page(2), Some(&early)).await;
+    assert_eq!(
+        answer.status,
+        403,
+        "the early token was proven by a call sent before the reload: {}",
+        answer.cache_status()
+    );
+}

@@ -10,7 +10,7 @@ mod token;
 pub use hash::{RandomUnavailable, TokenHash, TokenHasher};
 pub use jwks::VerifierSetupError;
 pub(crate) use jwks::{Verdict, Verifier};
-pub(crate) use known::{KnownTokens, lifetime};
+pub(crate) use known::{Generation, KnownTokens, lifetime};
 pub(crate) use reader::TokenReader;
 pub(crate) use token::epoch_now;
 pub use token::{Subject, Token, bearer_token};

@@ -42,7 +42,7 @@ pub(crate) async fn trusted(
     {
         return false;
     }
-    proxy.known.trust(token, now).await;
+    proxy.known.trust(token, now, live.proofs).await;
     true
 }
 
@@ -59,7 +59,8 @@ pub(crate) async fn authenticate(
     token: &Token,
     now: u64,
 ) -> Result<Identity, ProxyError> {
-    if proxy.known.is_known(token, now).await || Box::pin(proxy.proven_elsewhere(token, now)).await
+    if proxy.known.is_known(token, now).await
+        || Box::pin(proxy.proven_elsewhere(token, now, live.proofs)).await
     {
         return Ok(Identity {
             known: true,
@@ -80,14 +81,14 @@ pub(crate) async fn authenticate(
     }
     match Box::pin(verifier.verify(raw_token)).await {
         Verdict::Valid if token.scopes.is_some() => {
-            proxy.known.remember(token, now).await;
+            proxy.known.remember(token, now, live.proofs).await;
             Ok(Identity {
                 known: true,
                 trusted: true,
             })
         }
         Verdict::Valid => {
-            proxy.known.trust(token, now).await;
+            proxy.known.trust(token, now, live.proofs).await;
             Ok(Identity {
                 known: false,
                 trusted: true,

@@ -559,6 +559,7 @@ async fn fill(proxy: Arc<Proxy>, live: Arc<SettingsState>, fill: Fill) -> FillOu
     proxy
         .learn(Answer {
             asked: Asked::Fill,
+            proofs: live.proofs,
             token: Some(&fill.token),
             status,
             body: relayed

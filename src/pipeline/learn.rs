@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 
 use super::Proxy;
 use super::context::CONNECTION_ROUTE;
-use crate::auth::{Token, epoch_now};
+use crate::auth::{Generation, Token, epoch_now};
 
 /// Which call an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ impl Asked {
 pub(crate) struct Answer<'a> {
     /// The call it answers.
     pub(crate) asked: Asked,
+    /// The generation of known tokens the call was sent under.
+    pub(crate) proofs: Generation,
     /// The token the call carried.
     pub(crate) token: Option<&'a Token>,
     /// The upstream's status.
@@ -58,9 +60,9 @@ impl Proxy {
             let now = epoch_now();
             match (answer.status.as_u16(), answer.asked) {
                 (401 | 403, _) => self.forget_token(token, now).await,
-                (200..=299, Asked::Fill) => self.remember_token(token, now).await,
+                (200..=299, Asked::Fill) => self.remember_token(token, now, answer.proofs).await,
                 (200..=299, Asked::PassThrough { trusted: false, .. }) => {
-                    self.known.trust(token, now).await;
+                    self.known.trust(token, now, answer.proofs).await;
                 }
                 _ => {}
             }

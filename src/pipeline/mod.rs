@@ -52,7 +52,7 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
+    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{
@@ -97,6 +97,9 @@ pub(crate) struct SettingsState {
     /// Local token verification, when `auth.jwks_url` or `auth.issuer` is set (kept across
     /// reloads that leave them and `auth.audience` unchanged).
     pub verifier: Option<Arc<Verifier>>,
+    /// The generation of known tokens these settings prove tokens under (a reload that
+    /// changes the upstream or the keys starts a new one).
+    pub(crate) proofs: Generation,
     /// The path prefix of `server.public_base_url`, without a trailing `/` (may be empty).
     public_prefix: String,
 }
@@ -128,6 +131,7 @@ impl SettingsState {
             rewriter,
             budgets,
             verifier,
+            proofs: Generation::default(),
             public_prefix,
         })
     }
@@ -414,6 +418,7 @@ impl Proxy {
         let relayed = relay::relay(live, response, buffering).await;
         self.learn(Answer {
             asked: Asked::pass_through(ctx.route, &parts.method, trusted),
+            proofs: live.proofs,
             token: token.as_ref(),
             status,
             body: relayed

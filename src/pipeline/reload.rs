@@ -51,16 +51,18 @@ impl Proxy {
             .filter(|origin| !link_origins(after).contains(origin))
             .collect();
         let same_judges = same_keys && before.upstream.base_url == after.upstream.base_url;
+        next.proofs = match same_judges {
+            // Tokens were proven against the old upstream or keys; the new ones decide
+            // afresh, and proofs from calls still in flight under the old ones never count.
+            false => self.known.forget_all(),
+            true => old.proofs,
+        };
         let cache_emptied = before.server.public_base_url != after.server.public_base_url
             || before.upstream.base_url != after.upstream.base_url
             || before.upstream.link_origins != after.upstream.link_origins;
         self.live.store(Arc::new(next));
         if cache_emptied {
             self.cache.purge(&Purge::All);
-        }
-        if !same_judges {
-            // Tokens were proven against the old upstream or keys; the new ones decide afresh.
-            self.known.forget_all();
         }
         Ok(Reloaded {
             needs_restart,

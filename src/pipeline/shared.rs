@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Proxy, SettingsState};
-use crate::auth::{Token, TokenHash, lifetime};
+use crate::auth::{Generation, Token, TokenHash, lifetime};
 use crate::cache::{CacheKey, CachedPage, HeldPage, Lookup, Purge};
 use crate::cluster::{
     Event, FillLock, Generations, LockToken, PageRef, PageTimes, SharedPages, SharedProofs,
@@ -115,8 +115,12 @@ impl Proxy {
     }
 
     /// Remembers that the upstream accepted `token`, here and on every replica.
-    pub(crate) async fn remember_token(&self, token: &Token, now: u64) {
-        self.known.remember(token, now).await;
+    /// Nothing is remembered or shared when the judges changed since the call was sent
+    /// under `generation`.
+    pub(crate) async fn remember_token(&self, token: &Token, now: u64, generation: Generation) {
+        if !self.known.remember(token, now, generation).await {
+            return;
+        }
         if let Some(proofs) = self.shared_proofs()
             && let Some(lifetime) = lifetime(token, now)
         {
@@ -140,7 +144,12 @@ impl Proxy {
     }
 
     /// Whether another replica proved `token` (then it is remembered here too).
-    pub(crate) async fn proven_elsewhere(&self, token: &Token, now: u64) -> bool {
+    pub(crate) async fn proven_elsewhere(
+        &self,
+        token: &Token,
+        now: u64,
+        generation: Generation,
+    ) -> bool {
         let Some(proofs) = self.shared_proofs() else {
             return false;
         };
@@ -148,10 +157,7 @@ impl Proxy {
             return false;
         }
         match proofs.is_known(token.hash.as_bytes()).await {
-            Ok(true) => {
-                self.known.remember(token, now).await;
-                true
-            }
+            Ok(true) => self.known.remember(token, now, generation).await,
             Ok(false) => false,
             Err(error) => {
                 tracing::debug!(%error, "cannot read shared proofs");
