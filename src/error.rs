@@ -133,10 +133,40 @@ impl ProxyError {
 
     /// The response for this error, in the upstream's error shape.
     pub(crate) fn to_response(&self) -> Response<ProxyBody> {
-        let body = serde_json::json!({
+        let (head, json) = self.head_and_body();
+        head.map(|()| body::full(json))
+    }
+
+    /// This error as a whole HTTP/1.1 response that ends its connection, for the one answer
+    /// written straight to a socket because no request exists to answer through the service
+    /// (a request head that did not arrive in time).
+    pub(crate) fn to_http1_closing(&self) -> Vec<u8> {
+        let (head, json) = self.head_and_body();
+        let status = head.status();
+        let mut bytes = Vec::with_capacity(256 + json.len());
+        bytes.extend_from_slice(b"HTTP/1.1 ");
+        bytes.extend_from_slice(status.as_str().as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        for (name, value) in head.headers() {
+            bytes.extend_from_slice(name.as_str().as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(format!("content-length: {}\r\n", json.len()).as_bytes());
+        bytes.extend_from_slice(b"connection: close\r\n\r\n");
+        bytes.extend_from_slice(json.as_bytes());
+        bytes
+    }
+
+    /// The status and headers of this error's response, and its JSON body.
+    fn head_and_body(&self) -> (Response<()>, String) {
+        let json = serde_json::json!({
             "error": { "code": self.code(), "message": self.public_message() }
         });
-        let mut response = Response::new(body::full(body.to_string()));
+        let mut response = Response::new(());
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -152,7 +182,7 @@ impl ProxyError {
                 HeaderValue::from_static(challenge),
             );
         }
-        response
+        (response, json.to_string())
     }
 
     /// The RFC 6750 challenge of the proxy's own 401s on the API: none of the error
@@ -300,5 +330,26 @@ mod tests {
         let json = body_json(response).await;
         assert_eq!(json["error"]["code"], "UpstreamUnavailable");
         assert!(!json.to_string().contains("10.0.0.7"));
+    }
+
+    #[tokio::test]
+    async fn the_raw_http1_answer_is_the_response_with_a_close() {
+        let error = ProxyError::RequestTimeout;
+        let bytes = error.to_http1_closing();
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 408 Request Timeout"));
+        let headers: Vec<_> = lines.collect();
+        assert!(
+            headers.contains(&"content-type: application/json"),
+            "{head}"
+        );
+        assert!(headers.contains(&"connection: close"), "{head}");
+        let length = format!("content-length: {}", body.len());
+        assert!(headers.contains(&length.as_str()), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json, body_json(error.to_response()).await);
+        assert_eq!(json["error"]["code"], "RequestTimeout");
     }
 }

@@ -19,6 +19,14 @@ async fn with_body_limit(max: u64) -> Harness {
     .await
 }
 
+/// A proxy whose clients may stall for 300 ms.
+async fn with_short_client_timeout() -> Harness {
+    Harness::start_with(Default::default(), |settings| {
+        settings.server.client_timeout = Duration::from_millis(300);
+    })
+    .await
+}
+
 /// A raw connection to the proxy's listener.
 async fn connect(h: &Harness) -> tokio::net::TcpStream {
     tokio::net::TcpStream::connect(h.proxy.addr())
@@ -154,10 +162,7 @@ async fn a_streamed_body_over_the_limit_is_cut() {
 
 #[tokio::test]
 async fn a_client_stalling_in_its_body_gets_408() {
-    let h = Harness::start_with(Default::default(), |settings| {
-        settings.server.client_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let h = with_short_client_timeout().await;
     let token = h.token("alice");
     within(async {
         let mut stream = connect(&h).await;
@@ -170,6 +175,51 @@ async fn a_client_stalling_in_its_body_gets_408() {
         assert!(head.starts_with("http/1.1 408"), "{head}");
         assert!(body.contains("RequestTimeout"), "{body}");
         assert!(head.contains("connection: close"), "{head}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_stalling_in_its_request_head_gets_408_and_the_close() {
+    let h = with_short_client_timeout().await;
+    within(async {
+        let mut stream = connect(&h).await;
+        stream
+            .write_all(b"GET /export/connections?imodelId=x HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 408"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"]["code"], "RequestTimeout", "{body}");
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest).await;
+        assert!(matches!(read, Ok(0)), "then the connection ends: {read:?}");
+    })
+    .await;
+    assert_eq!(h.sim.request_count(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_client_timeout() {
+    let h = with_short_client_timeout().await;
+    let token = h.token("alice");
+    let request = format!(
+        "GET /export/connections/nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    within(async {
+        let mut stream = connect(&h).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        // Idle, with no request started, for longer than the client timeout but well
+        // within the idle timeout.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 404"), "still served: {head}");
     })
     .await;
 }

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::head_timer::{HeadTimer, Reading};
 use super::inflight::{InFlight, Tracked};
 use super::slow_reader::WriteWatch;
 use crate::body::ProxyBody;
@@ -29,9 +30,10 @@ use crate::request_body::{BodyTail, RequestBody};
 /// Connections served at once by default; further clients wait in the listen backlog.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// Default time a client may stall (`server.client_timeout`): while sending a request head
-/// (on HTTP/1 for every request, and for the first request of any connection, so sockets
-/// that never send one are closed) or body, or while not taking a response.
+/// Default time a client may stall (`server.client_timeout`): before it starts its first
+/// request (a socket that sends nothing, or no whole h2 preface, is closed), while sending an
+/// HTTP/1 request head (counted from its first byte; answered 408 by [`HeadTimer`]) or body,
+/// or while not taking a response.
 pub(crate) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default time a connection may stay open with no request in flight and none started.
@@ -88,8 +90,9 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.client_timeout)
+        // The proxy times request heads itself (see `HeadTimer`); hyper's timer would close
+        // a late head without an answer, and idle keep-alive connections too early.
+        .header_read_timeout(None)
         // Above the proxy's own limits, which it answers in its error shape.
         .max_headers(2 * crate::pipeline::MAX_HEADER_COUNT);
     builder
@@ -148,6 +151,8 @@ where
             }
         });
         let (stream, blocked) = WriteWatch::new(stream);
+        let (stream, reading) =
+            HeadTimer::new(stream, on_connection.clone(), limits.client_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -159,7 +164,7 @@ where
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
                 }
-                () = unused(&on_connection, limits) => {
+                () = unused(&on_connection, &reading, limits) => {
                     tracing::debug!(%peer, "connection unused; closed");
                 }
                 () = blocked.for_longer_than(limits.client_timeout) => {
@@ -181,17 +186,19 @@ where
 }
 
 /// Resolves when a connection has gone unused: no request within the client timeout
-/// of opening it, or, later, none in flight and none started for a whole idle timeout.
-async fn unused(requests: &InFlight, limits: Limits) {
+/// of opening it, or, later, none in flight and none started for a whole idle timeout. A
+/// connection in the middle of a request head is left to its [`HeadTimer`], which answers
+/// it or ends it within the client timeout.
+async fn unused(requests: &InFlight, reading: &Reading, limits: Limits) {
     tokio::time::sleep(limits.client_timeout).await;
-    if requests.started() == 0 {
+    if requests.started() == 0 && !reading.head() {
         return;
     }
     let mut seen = requests.started();
     loop {
         tokio::time::sleep(limits.idle_timeout).await;
         let started = requests.started();
-        if requests.count() == 0 && started == seen {
+        if requests.count() == 0 && started == seen && !reading.head() {
             return;
         }
         seen = started;
@@ -295,6 +302,35 @@ mod tests {
                 .expect("closed by the proxy, not by the test's bound");
             assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn idle_http1_connections_are_closed_silently() {
+        let limits = Limits {
+            client_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 256];
+        let closed = async {
+            while !answer.ends_with(b"\r\n\r\nok") {
+                let read = socket.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "answered before the close");
+                answer.extend_from_slice(&buffer[..read]);
+            }
+            socket.read(&mut buffer).await
+        };
+        let read = tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .expect("closed by the proxy, not by the test's bound");
+        assert!(matches!(read, Ok(0) | Err(_)), "nothing sent: {read:?}");
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_auth;
+mod head_timer;
 mod inflight;
 mod listener;
 mod slow_reader;
