@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use foldhash::quality::RandomState;
 use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
@@ -33,52 +34,45 @@ const MAX_UNPROVEN_REFUSALS: u64 = 50_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Generation(u64);
 
-/// What is remembered of a token: how long, and under which judges.
-#[derive(Debug, Clone, Copy)]
-struct Proof {
-    lifetime: Duration,
-    generation: Generation,
-}
-
 /// Expires each remembered token after its own lifetime.
 struct UntilExpiry;
 
-impl Expiry<TokenHash, Proof> for UntilExpiry {
+impl Expiry<TokenHash, Duration> for UntilExpiry {
     fn expire_after_create(
         &self,
         _key: &TokenHash,
-        proof: &Proof,
+        lifetime: &Duration,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(proof.lifetime)
+        Some(*lifetime)
     }
 
     fn expire_after_update(
         &self,
         _key: &TokenHash,
-        proof: &Proof,
+        lifetime: &Duration,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(proof.lifetime)
+        Some(*lifetime)
     }
 }
 
 /// The set of known-valid tokens, by keyed hash, and of tokens the upstream refused.
 #[derive(Clone)]
 pub(crate) struct KnownTokens {
-    tokens: Cache<TokenHash, Proof>,
+    tokens: Cache<TokenHash, Duration, RandomState>,
     /// Genuine, as far as budgets are concerned: accepted on any route, scopes aside.
-    trusted: Cache<TokenHash, Proof>,
+    trusted: Cache<TokenHash, Duration, RandomState>,
     /// Proven here once, then refused by the upstream (401/403), revoked say: local
     /// verification must not make them known-valid again, or a token revoked upstream would
     /// keep its cached pages until `exp`. Only tokens proven genuine enter it, so forged ones
     /// cannot crowd it.
-    revoked: Cache<TokenHash, Proof>,
+    revoked: Cache<TokenHash, Duration, RandomState>,
     /// Refused by the upstream without being proven here first (forged tokens among them):
     /// kept apart from `revoked`, bounded, oldest forgotten first.
-    refused: Cache<TokenHash, Proof>,
-    /// The current [`Generation`]: proofs of any other are not counted.
+    refused: Cache<TokenHash, Duration, RandomState>,
+    /// The current [`Generation`]: proofs made under an earlier one are not kept.
     generation: Arc<AtomicU64>,
 }
 
@@ -104,7 +98,7 @@ impl KnownTokens {
             Cache::builder()
                 .max_capacity(tokens)
                 .expire_after(UntilExpiry)
-                .build()
+                .build_with_hasher(RandomState::default())
         };
         Self {
             tokens: cache(),
@@ -114,7 +108,7 @@ impl KnownTokens {
                 .max_capacity(unproven_refusals)
                 .eviction_policy(EvictionPolicy::lru())
                 .expire_after(UntilExpiry)
-                .build(),
+                .build_with_hasher(RandomState::default()),
             generation: Arc::default(),
         }
     }
@@ -124,50 +118,47 @@ impl KnownTokens {
         Generation(self.generation.load(Ordering::Acquire))
     }
 
-    /// A proof of `token` at `now` under `generation`, unless it has expired.
-    fn proof(token: &Token, now: u64, generation: Generation) -> Option<Proof> {
-        lifetime(token, now).map(|lifetime| Proof {
-            lifetime,
-            generation,
-        })
-    }
-
-    /// Whether `proof` was made under the current generation.
-    fn counts(&self, proof: Option<Proof>) -> bool {
-        proof.is_some_and(|proof| proof.generation == self.generation())
-    }
-
     /// Remembers that the upstream accepted `token` (a call sent under `generation`), until
     /// its `exp` (`now` in epoch seconds) or [`MAX_REMEMBER`], whichever comes first. Returns
     /// whether it was remembered: not when it has expired or the judges changed since.
     pub(crate) async fn remember(&self, token: &Token, now: u64, generation: Generation) -> bool {
-        let Some(proof) = Self::proof(token, now, generation) else {
+        let Some(lifetime) = lifetime(token, now).filter(|_| generation == self.generation())
+        else {
             return false;
         };
-        if generation != self.generation() {
-            return false;
-        }
         self.revoked.invalidate(&token.hash).await;
         self.refused.invalidate(&token.hash).await;
-        self.trusted.insert(token.hash, proof).await;
-        self.tokens.insert(token.hash, proof).await;
-        true
+        self.trusted.insert(token.hash, lifetime).await;
+        self.tokens.insert(token.hash, lifetime).await;
+        self.undo_if_outdated(&token.hash, generation).await
     }
 
     /// Remembers that `token` is genuine (a 2xx on any route, or a good signature, under
     /// `generation`), until its `exp` or [`MAX_REMEMBER`]; its calls then draw from its
     /// client app's budget.
     pub(crate) async fn trust(&self, token: &Token, now: u64, generation: Generation) {
-        if let Some(proof) = Self::proof(token, now, generation)
-            && generation == self.generation()
-        {
-            self.trusted.insert(token.hash, proof).await;
+        if let Some(lifetime) = lifetime(token, now).filter(|_| generation == self.generation()) {
+            self.trusted.insert(token.hash, lifetime).await;
+            self.undo_if_outdated(&token.hash, generation).await;
         }
+    }
+
+    /// Forgets what was just remembered of `hash` if a new generation began meanwhile (its
+    /// [`KnownTokens::forget_all`] may have run before the insert landed). Returns whether
+    /// the proof stands. Raising the generation comes before forgetting all, so an insert
+    /// either precedes the forgetting or sees the new generation here.
+    async fn undo_if_outdated(&self, hash: &TokenHash, generation: Generation) -> bool {
+        if generation == self.generation() {
+            return true;
+        }
+        self.tokens.invalidate(hash).await;
+        self.trusted.invalidate(hash).await;
+        false
     }
 
     /// Whether `token` is trusted: remembered as genuine, and its own time window holds.
     pub(crate) async fn is_trusted(&self, token: &Token, now: u64) -> bool {
-        token.is_current(now) && self.counts(self.trusted.get(&token.hash).await)
+        token.is_current(now) && self.trusted.contains_key(&token.hash)
     }
 
     /// Forgets `token` and notes that the upstream refused it.
@@ -194,11 +185,7 @@ impl KnownTokens {
             true => &self.revoked,
             false => &self.refused,
         };
-        let proof = Proof {
-            lifetime,
-            generation: self.generation(),
-        };
-        refusals.insert(*hash, proof).await;
+        refusals.insert(*hash, lifetime).await;
     }
 
     /// Whether the upstream refused `token` since it last accepted it.
@@ -219,7 +206,7 @@ impl KnownTokens {
 
     /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
     pub(crate) async fn is_known(&self, token: &Token, now: u64) -> bool {
-        token.is_current(now) && self.counts(self.tokens.get(&token.hash).await)
+        token.is_current(now) && self.tokens.contains_key(&token.hash)
     }
 }
 

@@ -45,15 +45,17 @@ impl PageQuery {
                 "$skip" => &mut skip,
                 _ => return None,
             };
-            if slot.replace(value.into_owned()).is_some() {
+            if slot.replace(value).is_some() {
                 return None;
             }
         }
         Some(Self {
-            imodel_id: imodel_id.filter(|id| !id.is_empty())?.into(),
-            top: top.map(String::into_boxed_str),
+            imodel_id: Arc::from(&*imodel_id.filter(|id| !id.is_empty())?),
+            top: top.map(|top| Box::from(&*top)),
             // The first page, as the upstream's own first-page links name it.
-            skip: skip.filter(|skip| skip != "0").map(String::into_boxed_str),
+            skip: skip
+                .filter(|skip| skip != "0")
+                .map(|skip| Box::from(&*skip)),
         })
     }
 }

@@ -43,21 +43,29 @@ pub(crate) enum CacheStatus {
 impl CacheStatus {
     /// The `Cache-Status` header value.
     pub(crate) fn header_value(&self) -> HeaderValue {
-        let text = match self {
-            Self::Hit { ttl_secs } => format!("{CACHE_NAME}; hit; ttl={ttl_secs}"),
-            Self::Shared { ttl_secs } => {
-                format!("{CACHE_NAME}; hit; ttl={ttl_secs}; detail=shared")
+        let (ttl_secs, detail) = match *self {
+            Self::Hit { ttl_secs } => (ttl_secs, ""),
+            Self::Shared { ttl_secs } => (ttl_secs, "; detail=shared"),
+            Self::Stale { ttl_secs } => (ttl_secs, "; detail=stale"),
+            Self::Miss { stored: true } => {
+                return HeaderValue::from_static("itwin-proxy; fwd=uri-miss; stored");
             }
-            Self::Stale { ttl_secs } => {
-                format!("{CACHE_NAME}; hit; ttl={ttl_secs}; detail=stale")
+            Self::Miss { stored: false } => {
+                return HeaderValue::from_static("itwin-proxy; fwd=uri-miss");
             }
-            Self::Miss { stored: true } => format!("{CACHE_NAME}; fwd=uri-miss; stored"),
-            Self::Miss { stored: false } => format!("{CACHE_NAME}; fwd=uri-miss"),
-            Self::Collapsed => format!("{CACHE_NAME}; fwd=uri-miss; collapsed"),
-            Self::Request => format!("{CACHE_NAME}; fwd=request"),
-            Self::Bypass => format!("{CACHE_NAME}; fwd=bypass"),
+            Self::Collapsed => {
+                return HeaderValue::from_static("itwin-proxy; fwd=uri-miss; collapsed");
+            }
+            Self::Request => return HeaderValue::from_static("itwin-proxy; fwd=request"),
+            Self::Bypass => return HeaderValue::from_static("itwin-proxy; fwd=bypass"),
         };
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(CACHE_NAME))
+        // Written by hand: this runs on every hit, and `format!` costs more than the rest.
+        let mut text = Vec::with_capacity(48);
+        text.extend_from_slice(b"itwin-proxy; hit; ttl=");
+        push_decimal(&mut text, ttl_secs);
+        text.extend_from_slice(detail.as_bytes());
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or(HeaderValue::from_static(CACHE_NAME))
     }
 
     /// The `cache` label of `itwin_proxy_requests_total`.
@@ -72,6 +80,25 @@ impl CacheStatus {
             Self::Bypass => "bypass",
         }
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(text: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        text.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut rest = n.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    text.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -107,5 +134,11 @@ mod tests {
             "itwin-proxy; hit; ttl=7; detail=shared"
         );
         assert_eq!(shared.label(), "shared");
+        for ttl_secs in [0, 9, 10, 3600, -5, i64::MAX, i64::MIN] {
+            assert_eq!(
+                CacheStatus::Stale { ttl_secs }.header_value(),
+                format!("itwin-proxy; hit; ttl={ttl_secs}; detail=stale").as_str()
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::quality::RandomState;
 use http::{HeaderMap, HeaderName, header};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -114,7 +115,7 @@ pub enum Lookup {
 /// The page cache of one proxy.
 #[derive(Clone)]
 pub struct PageCache {
-    pages: Cache<CacheKey, Arc<CachedPage>>,
+    pages: Cache<CacheKey, Arc<CachedPage>, RandomState>,
     ttl: Duration,
     stale_if_error: Duration,
     stale_while_revalidate: Duration,
@@ -178,7 +179,9 @@ impl PageCache {
             })
             .time_to_live(keep)
             .support_invalidation_closures()
-            .build();
+            // Keys are hashed on every lookup: a fast hash, seeded at random per process
+            // (entries only come from upstream answers, so no client can flood the table).
+            .build_with_hasher(RandomState::default());
         Self {
             pages,
             ttl: settings.ttl,

@@ -85,8 +85,17 @@ pub(crate) fn body_size(parts: &request::Parts, max: u64) -> Result<(), ProxyErr
 /// Whether a path segment is `.` or `..`, also percent-encoded: such a segment could climb out
 /// of the upstream's base path.
 fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() && dots < 3 {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    rest.is_empty() && (dots == 1 || dots == 2)
 }
 
 /// The request's path and query with the public path prefix removed; requests outside the
@@ -158,6 +167,26 @@ mod tests {
             guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
             "h2 always carries an authority; it is ignored, never routed on"
         );
+    }
+
+    #[test]
+    fn dot_segments_are_seen_in_every_spelling() {
+        for dots in [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "%2e."] {
+            assert!(is_dot_segment(dots), "{dots}");
+        }
+        for other in [
+            "",
+            "...",
+            "%2e%2e%2e",
+            "a",
+            ".a",
+            "%2",
+            "%2f",
+            "%2e%",
+            "..%",
+        ] {
+            assert!(!is_dot_segment(other), "{other}");
+        }
     }
 
     #[test]
