@@ -4,6 +4,9 @@
 //! Labels are route templates and outcome classes, never raw paths, subjects or client ids,
 //! so the number of series stays small whatever the traffic.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use http::{HeaderMap, Method, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -213,12 +216,22 @@ pub struct Snapshot {
     pub in_flight: u64,
 }
 
+/// The series a request is counted in.
+#[derive(Debug, Clone)]
+struct RequestSeries {
+    count: Counter,
+    duration: Histogram,
+}
+
 /// The proxy's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    /// The two series above of each label set seen, found once: a family hashes its labels
+    /// with SipHash and takes its lock on every call, which every hit would pay.
+    request_series: RwLock<HashMap<RequestLabels, RequestSeries, foldhash::fast::RandomState>>,
     in_flight: Gauge,
     upstream_requests: Family<UpstreamLabels, Counter>,
     upstream_duration: Histogram,
@@ -393,6 +406,7 @@ impl Default for Metrics {
             registry,
             requests,
             request_duration,
+            request_series: RwLock::default(),
             in_flight,
             upstream_requests,
             upstream_duration,
@@ -430,14 +444,29 @@ impl Drop for Queued<'_> {
 impl Metrics {
     /// Counts one answered request and the time to its response head.
     pub fn record_request(&self, labels: RequestLabels, seconds: f64) {
-        self.request_duration
-            .get_or_create(&DurationLabels {
-                route: labels.route,
-                cache: labels.cache,
-            })
-            .observe(seconds);
         self.recent.record_request(labels.cache);
-        self.requests.get_or_create(&labels).inc();
+        let count = |series: &RequestSeries| {
+            series.duration.observe(seconds);
+            series.count.inc();
+        };
+        {
+            let known = (self.request_series.read()).unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = known.get(&labels) {
+                count(series);
+                return;
+            }
+        }
+        let series = RequestSeries {
+            count: self.requests.get_or_create(&labels).clone(),
+            duration: (self.request_duration)
+                .get_or_create(&DurationLabels {
+                    route: labels.route,
+                    cache: labels.cache,
+                })
+                .clone(),
+        };
+        let mut known = (self.request_series.write()).unwrap_or_else(PoisonError::into_inner);
+        count(known.entry(labels).or_insert(series));
     }
 
     /// Counts one upstream call that was answered with `status`, and how long it took.

@@ -8,6 +8,7 @@
 //! gets them (a header the request names in `Connection` is hop-by-hop and never sent, so it
 //! does not key either).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -37,8 +38,7 @@ impl PageQuery {
                 return None;
             }
             let (name, value) = pair.split_once('=')?;
-            let name = percent_decode_str(name).decode_utf8().ok()?;
-            let value = percent_decode_str(value).decode_utf8().ok()?;
+            let (name, value) = (decoded(name)?, decoded(value)?);
             let slot = match name.as_ref() {
                 "imodelId" => &mut imodel_id,
                 "$top" => &mut top,
@@ -58,6 +58,14 @@ impl PageQuery {
                 .map(|skip| Box::from(&*skip)),
         })
     }
+}
+
+/// `text` percent-decoded, `None` when that is not UTF-8; text without `%` as it is.
+fn decoded(text: &str) -> Option<Cow<'_, str>> {
+    if !text.as_bytes().contains(&b'%') {
+        return Some(Cow::Borrowed(text));
+    }
+    percent_decode_str(text).decode_utf8().ok()
 }
 
 /// Identifies one cached page: whose it is, which page, and in which representation.

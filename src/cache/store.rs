@@ -44,7 +44,9 @@ pub struct CachedPage {
 impl CachedPage {
     /// A page from an upstream answer's headers (only those worth replaying are kept).
     pub fn new(headers: &HeaderMap, body: Bytes, stored_at: Instant) -> Self {
-        let mut kept = HeaderMap::new();
+        // Room for the headers every answer adds (Age, Cache-Status, Vary, ...): a clone keeps
+        // the table's size, so a hit then adds them without growing it.
+        let mut kept = HeaderMap::with_capacity(2 * STORED_HEADERS.len() + 8);
         for name in &STORED_HEADERS {
             for value in headers.get_all(name) {
                 kept.append(name.clone(), value.clone());
