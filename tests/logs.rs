@@ -1,6 +1,8 @@
-//! The request line as an operator searches it: the binary run with JSON logs, its lines
-//! read back. Each request's line carries its id, path, client address, user agent, bytes
-//! sent and upstream time (on a 502 too); the signing keys are fetched and logged at start.
+//! The request line as an operator searches it: the binary run with JSON or text logs, its
+//! lines read back. Each request's line carries its id, path, client address, user agent,
+//! bytes sent and upstream time (on a 502 too), a hostile user agent kept inside its quotes;
+//! the log filter and `log.access` turn it off; the signing keys are fetched and logged at
+//! start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -147,5 +149,68 @@ async fn access_false_turns_the_request_line_off() {
         log.contains("itwin-proxy listening") && log.contains("\"stopped\""),
         "other lines are still written, the last ones on shutdown:\n{log}"
     );
+    assert!(!log.contains("request completed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_request_lines_keep_a_hostile_user_agent_in_its_quotes() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let token = sim.token(&TokenSpec::new("alice"));
+    let port = free_port();
+    let config = proxy_config(
+        "text.toml",
+        port,
+        0,
+        &sim.base_url(),
+        "[auth]\nissuer = \"\"\n[log]\nformat = \"text\"\nlevel = \"info\"\n",
+    );
+    let proxy = Running::start(&config, &[] as &[(&str, &str)]);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
+    let mut headers = bearer(&token);
+    headers.insert("x-request-id", "hostile".parse().unwrap());
+    headers.insert(
+        "user-agent",
+        r#"x\" cache="forged"}: itwin_proxy: request completed"#
+            .parse()
+            .unwrap(),
+    );
+    let hit = request(&client(), Method::GET, &page, headers, Bytes::new()).await;
+    assert_eq!(hit.status, 200);
+
+    let log = proxy.stop().await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("request_id=\"hostile\""))
+        .unwrap_or_else(|| panic!("no request line in\n{log}"));
+    // Escaped as tracing escaped it: the user agent cannot close its quotes or add fields.
+    assert!(
+        line.contains(r#" user_agent="x\\\" cache=\"forged\"}: itwin_proxy: request completed" "#),
+        "{line}"
+    );
+    assert_eq!(line.matches(" cache=\"hit\"").count(), 1, "{line}");
+    assert!(
+        line.contains("}: itwin_proxy::pipeline::access: request completed duration_ms="),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_turns_the_request_line_off() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let token = sim.token(&TokenSpec::new("alice"));
+    let port = free_port();
+    let config = proxy_config(
+        "filtered.toml",
+        port,
+        0,
+        &sim.base_url(),
+        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+    );
+    let proxy = Running::start(&config, &[("RUST_LOG", "itwin_proxy=warn")]);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
+
+    let log = proxy.stop().await;
     assert!(!log.contains("request completed"), "{log}");
 }

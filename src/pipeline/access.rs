@@ -1,32 +1,121 @@
-//! The request line: one `request completed` event per request, in the request's span, once
-//! the response is complete, with the bytes its body carried.
+//! The request line: one `request completed` line per request, once the response is
+//! complete, with the bytes its body carried (written by `telemetry::access_line`).
 //!
-//! A body whose size is known when the head is ready (every answer held in memory, hits
+//! What the line says about the request is kept here, in the request's own context, rather
+//! than recorded into its span: [`Arrived`] when it arrives, [`Answered`] once the response
+//! head is ready. A body whose size is known then (every answer held in memory, hits
 //! included) is logged at once; a streamed body is counted as it goes and logged when it
 //! ends or is dropped, so the line tells how much a client really got.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::RequestContext;
 use crate::body::{BoxError, ProxyBody};
+use crate::cache::CacheStatus;
+use crate::telemetry::access_line::{self, RequestLine};
+
+/// What the line says about a request from its arrival (the phases consume the request).
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    request_id: HeaderValue,
+    method: Method,
+    uri: Uri,
+    client: IpAddr,
+    user_agent: Option<HeaderValue>,
+    in_span: bool,
+    started: Instant,
+}
+
+impl Arrived {
+    /// The line's facts about `request` from `client`, which arrived at `started` and got
+    /// `request_id` and `span`; `None` when no line is to be written (`log.access` off, or
+    /// the log filter keeps info lines of the request line's target out).
+    pub(crate) fn when_logged<B>(
+        access: bool,
+        request: &Request<B>,
+        request_id: &HeaderValue,
+        client: IpAddr,
+        span: &tracing::Span,
+        started: Instant,
+    ) -> Option<Self> {
+        (access && access_line::enabled()).then(|| Self {
+            request_id: request_id.clone(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            client,
+            user_agent: request.headers().get(header::USER_AGENT).cloned(),
+            in_span: !span.is_disabled(),
+            started,
+        })
+    }
+
+    /// Adds what the phases learnt and the response status.
+    pub(crate) fn answered(self, ctx: &RequestContext, status: StatusCode) -> Answered {
+        Answered {
+            arrived: self,
+            route: ctx.route,
+            status: status.as_u16(),
+            cache: ctx.cache.as_ref().map(CacheStatus::label),
+            upstream_ms: ctx.upstream_latency.map(|l| l.as_millis() as u64),
+        }
+    }
+}
+
+/// Everything the line says but how the body went.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    arrived: Arrived,
+    route: &'static str,
+    status: u16,
+    cache: Option<&'static str>,
+    upstream_ms: Option<u64>,
+}
+
+impl Answered {
+    /// Writes the request line: `bytes` of the body sent, all of it when `complete`.
+    fn log(&self, bytes: u64, complete: bool) {
+        let arrived = &self.arrived;
+        access_line::write(&RequestLine {
+            request_id: arrived.request_id.to_str().unwrap_or_default(),
+            method: arrived.method.as_str(),
+            path: arrived.uri.path(),
+            client: arrived.client,
+            user_agent: arrived
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            route: self.route,
+            status: self.status,
+            cache: self.cache,
+            upstream_ms: self.upstream_ms,
+            in_span: arrived.in_span,
+            duration_ms: arrived.started.elapsed().as_millis() as u64,
+            bytes,
+            complete,
+        });
+    }
+}
 
 /// Logs the request line for a response with `body`, now or when it has been sent; returns
 /// the body to send.
-pub(crate) fn log_when_sent(span: tracing::Span, started: Instant, body: ProxyBody) -> ProxyBody {
+pub(crate) fn log_when_sent(line: Answered, body: ProxyBody) -> ProxyBody {
     match body.size_hint().exact() {
         Some(bytes) => {
-            completed(&span, started, bytes, true);
+            line.log(bytes, true);
             body
         }
         None => Counted {
             inner: body,
-            span,
-            started,
+            line,
             sent: 0,
             ended: false,
         }
@@ -34,23 +123,10 @@ pub(crate) fn log_when_sent(span: tracing::Span, started: Instant, body: ProxyBo
     }
 }
 
-/// The request line.
-fn completed(span: &tracing::Span, started: Instant, bytes: u64, complete: bool) {
-    span.in_scope(|| {
-        tracing::info!(
-            duration_ms = started.elapsed().as_millis() as u64,
-            bytes,
-            complete,
-            "request completed"
-        );
-    });
-}
-
 /// A streamed body that logs the request line when it ends or is dropped.
 struct Counted {
     inner: ProxyBody,
-    span: tracing::Span,
-    started: Instant,
+    line: Answered,
     sent: u64,
     ended: bool,
 }
@@ -88,7 +164,7 @@ impl Body for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         let ended = self.ended || self.inner.is_end_stream();
-        completed(&self.span, self.started, self.sent, ended);
+        self.line.log(self.sent, ended);
     }
 }
 
@@ -113,13 +189,55 @@ mod tests {
         }
     }
 
+    /// The facts of a request answered from the cache.
+    fn answered() -> Answered {
+        let request = Request::get("/export/connections").body(()).unwrap();
+        let arrived = Arrived {
+            request_id: HeaderValue::from_static("id"),
+            method: Method::GET,
+            uri: request.uri().clone(),
+            client: IpAddr::from([127, 0, 0, 1]),
+            user_agent: None,
+            in_span: false,
+            started: Instant::now(),
+        };
+        let ctx = RequestContext {
+            cache: Some(CacheStatus::Hit { ttl_secs: 60 }),
+            ..RequestContext::default()
+        };
+        arrived.answered(&ctx, StatusCode::OK)
+    }
+
     #[tokio::test]
     async fn bodies_pass_through_whole() {
         let chunks = Chunks(VecDeque::from([Bytes::from("ab"), Bytes::from("cde")]));
-        let body = log_when_sent(tracing::Span::none(), Instant::now(), chunks.boxed());
+        let body = log_when_sent(answered(), chunks.boxed());
         assert_eq!(body.size_hint().exact(), None);
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abcde");
-        let full = log_when_sent(tracing::Span::none(), Instant::now(), body::full("xyz"));
+        let full = log_when_sent(answered(), body::full("xyz"));
         assert_eq!(full.size_hint().exact(), Some(3));
+    }
+
+    #[test]
+    fn the_line_keeps_what_the_phases_learnt() {
+        let line = answered();
+        assert_eq!(
+            (line.status, line.cache, line.upstream_ms),
+            (200, Some("hit"), None)
+        );
+    }
+
+    #[test]
+    fn nothing_is_kept_for_a_line_not_written() {
+        let request = Request::get("/").body(()).unwrap();
+        let id = HeaderValue::from_static("id");
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let span = tracing::Span::none();
+        // `log.access = false`; and with it on, no log set up (as in this test process).
+        for access in [false, true] {
+            let arrived =
+                Arrived::when_logged(access, &request, &id, client, &span, Instant::now());
+            assert!(arrived.is_none());
+        }
     }
 }

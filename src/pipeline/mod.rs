@@ -45,7 +45,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 pub(crate) use context::{CONNECTIONS_ROUTE, RequestContext, route_template};
 pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
@@ -65,6 +65,7 @@ use crate::metrics::{Metrics, RequestLabels, method_label};
 use crate::ratelimit::Budgets;
 use crate::request_body::RequestBody;
 use crate::rewrite::LinkRewriter;
+use crate::telemetry::request_span;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Draw, Outbound};
 use guard::{guard, strip_prefix};
@@ -235,22 +236,22 @@ impl Proxy {
         // Sent upstream with the request's other headers; answered with whatever came back.
         let request_id = self.request_ids.for_request(request.headers());
         request.headers_mut().insert(REQUEST_ID, request_id.clone());
-        let user_agent = request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        // Only what warnings logged during the request need: the request line carries the
+        // rest itself (`access`), without the cost of formatting span fields.
         let span = tracing::info_span!(
-            "request",
+            target: request_span::TARGET,
+            request_span::NAME,
             request_id = request_id.to_str().unwrap_or_default(),
             http.method = %method,
             http.path = request.uri().path(),
-            client.address = %client.ip(),
-            user_agent,
-            http.route = field::Empty,
-            http.status = field::Empty,
-            cache = field::Empty,
-            upstream_ms = field::Empty,
+        );
+        let arrived = access::Arrived::when_logged(
+            live.settings.log.access,
+            &request,
+            &request_id,
+            client.ip(),
+            &span,
+            started,
         );
         let mut response = match self
             .route(&live, request, client, &mut ctx)
@@ -278,10 +279,13 @@ impl Proxy {
             }
         }
         response.headers_mut().insert(REQUEST_ID, request_id);
-        self.finish(&span, &method, &ctx, &response, started);
-        match live.settings.log.access {
-            true => response.map(|body| access::log_when_sent(span, started, body)),
-            false => response,
+        self.finish(&method, &ctx, &response, started);
+        match arrived {
+            Some(arrived) => {
+                let line = arrived.answered(&ctx, response.status());
+                response.map(|body| access::log_when_sent(line, body))
+            }
+            None => response,
         }
     }
 
@@ -431,10 +435,9 @@ impl Proxy {
         relayed
     }
 
-    /// The end of a request: one metric, and the span's fields for its request line.
+    /// The end of a request: one metric.
     fn finish(
         &self,
-        span: &tracing::Span,
         method: &Method,
         ctx: &RequestContext,
         response: &Response<ProxyBody>,
@@ -451,14 +454,6 @@ impl Proxy {
             },
             elapsed.as_secs_f64(),
         );
-        span.record("http.route", ctx.route);
-        span.record("http.status", status);
-        if let Some(status) = ctx.cache {
-            span.record("cache", status.label());
-        }
-        if let Some(latency) = ctx.upstream_latency {
-            span.record("upstream_ms", latency.as_millis() as u64);
-        }
     }
 }
 
