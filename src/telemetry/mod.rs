@@ -5,6 +5,8 @@
 
 pub(crate) mod access_line;
 pub mod batched;
+#[cfg(test)]
+mod captured;
 pub(crate) mod request_span;
 mod timestamp;
 mod values;

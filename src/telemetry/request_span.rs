@@ -225,49 +225,14 @@ impl Visit for Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::fmt::format::Writer;
-    use tracing_subscriber::fmt::time::FormatTime;
 
-    use crate::telemetry::subscriber;
-
-    /// A clock stopped, so that two lines can be compared.
-    struct Stopped;
-
-    impl FormatTime for Stopped {
-        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-            w.write_str("2024-02-29T12:34:56.123456Z")
-        }
-    }
-
-    /// Lines written by a subscriber, readable by the test.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::captured::lines_written;
 
     /// A warning and a debug line in a span named as the request's, under `target`, as
     /// the subscriber `init` installs writes them in `format`.
     fn warnings(format: LogFormat, request_id: &str, path: &str, request_target: bool) -> String {
-        let captured = Captured::default();
-        let writer = {
-            let captured = captured.clone();
-            move || captured.clone()
-        };
-        let subscriber = subscriber(EnvFilter::new("debug"), format, false, writer, Stopped);
         let method = http::Method::from_bytes(b"PURGE").unwrap();
-        tracing::subscriber::with_default(subscriber, || {
+        lines_written("debug", format, || {
             let span = match request_target {
                 true => tracing::info_span!(
                     target: TARGET,
@@ -289,9 +254,7 @@ mod tests {
                 let inner = tracing::debug_span!(target: "inner", "inner", n = 1u64);
                 inner.in_scope(|| tracing::debug!(target: "itwin_proxy", "nested"));
             });
-        });
-        let bytes = captured.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        })
     }
 
     #[test]

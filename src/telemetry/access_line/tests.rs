@@ -1,58 +1,21 @@
 //! The request line against what tracing's fmt layer writes for the same event in the same
 //! span (through the very subscriber `init` installs), and its escaping of hostile values.
 
-use std::fmt;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tracing::field;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
 
 use super::*;
-use crate::telemetry::subscriber;
+use crate::telemetry::captured::lines_written;
 
-/// The instant every line of these tests is written at.
+/// The instant every line of these tests is written at (the caught lines' stopped clock).
 const AT_SECS: u64 = 1_709_210_096;
-const AT_TEXT: &str = "2024-02-29T12:34:56.123456Z";
-
-/// A clock stopped at [`AT_TEXT`].
-struct Stopped;
-
-impl FormatTime for Stopped {
-    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        w.write_str(AT_TEXT)
-    }
-}
-
-/// Lines written by a subscriber, readable by the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The line tracing's fmt layer writes in `format` for the event the proxy used to log, in
 /// a span shaped as the request's span was (its late fields recorded as `finish` did).
 fn by_tracing(format: LogFormat, line: &RequestLine<'_>) -> String {
-    let captured = Captured::default();
-    let writer = {
-        let captured = captured.clone();
-        move || captured.clone()
-    };
-    let subscriber = subscriber(EnvFilter::new("info"), format, false, writer, Stopped);
-    tracing::subscriber::with_default(subscriber, || {
+    lines_written("info", format, || {
         let user_agent = line.user_agent;
         let span = match line.in_span {
             true => tracing::info_span!(
@@ -86,9 +49,7 @@ fn by_tracing(format: LogFormat, line: &RequestLine<'_>) -> String {
                 "request completed"
             );
         });
-    });
-    let bytes = captured.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    })
 }
 
 /// The line this module writes.
