@@ -168,19 +168,21 @@ proxy_env() { # port admin_port log(off|on)
 HAS_ACCESS=no
 "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" --check-config 2>/dev/null |
     grep -q '^access *=' && HAS_ACCESS=yes
-mapfile -t PROXY_ENV < <(proxy_env "$PROXY_PORT" "$ADMIN_PORT" off)
-env "${PROXY_ENV[@]}" "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" \
-    >"$WORK/proxy.log" 2>&1 &
-PROXY_PID=$!
-PIDS+=("$PROXY_PID")
-wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+# Starts itwin-proxy on the bundled config, its output in a file, and waits until it is ready;
+# sets STARTED_PID.
+start_proxy() { # port admin_port log(off|on) log-file
+    local env
+    mapfile -t env < <(proxy_env "$1" "$2" "$3")
+    env "${env[@]}" "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" >"$4" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_http "http://127.0.0.1:$2/readyz"
+}
+start_proxy "$PROXY_PORT" "$ADMIN_PORT" off "$WORK/proxy.log"
+PROXY_PID=$STARTED_PID
 # The same with its request log on (info, one line per request, written to a file).
-mapfile -t LOGGED_ENV < <(proxy_env "$LOGGED_PORT" "$LOGGED_ADMIN_PORT" on)
-env "${LOGGED_ENV[@]}" "$BIN/itwin-proxy" --config "$ROOT/config/default.toml" \
-    >"$WORK/proxy-logged.log" 2>&1 &
-LOGGED_PID=$!
-PIDS+=("$LOGGED_PID")
-wait_http "http://127.0.0.1:$LOGGED_ADMIN_PORT/readyz"
+start_proxy "$LOGGED_PORT" "$LOGGED_ADMIN_PORT" on "$WORK/proxy-logged.log"
+LOGGED_PID=$STARTED_PID
 
 # --- the pages, as itwin-proxy serves them, for the bare server and nginx's static files ----
 # Fetches with exactly the headers wrk sends (so the same cache keys); saves headers and body;

@@ -3,6 +3,8 @@
 
 use http::HeaderValue;
 
+use crate::ascii::decimal;
+
 /// The cache's name in `Cache-Status`.
 const CACHE_NAME: &str = "itwin-proxy";
 
@@ -60,10 +62,13 @@ impl CacheStatus {
             Self::Bypass => return HeaderValue::from_static("itwin-proxy; fwd=bypass"),
         };
         // Written by hand: this runs on every hit, and `format!` costs more than the rest.
-        let mut text = Vec::with_capacity(48);
-        text.extend_from_slice(b"itwin-proxy; hit; ttl=");
-        push_decimal(&mut text, ttl_secs);
-        text.extend_from_slice(detail.as_bytes());
+        let mut text = String::with_capacity(48);
+        text.push_str("itwin-proxy; hit; ttl=");
+        if ttl_secs < 0 {
+            text.push('-');
+        }
+        decimal(&mut text, ttl_secs.unsigned_abs());
+        text.push_str(detail);
         HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
             .unwrap_or(HeaderValue::from_static(CACHE_NAME))
     }
@@ -80,25 +85,6 @@ impl CacheStatus {
             Self::Bypass => "bypass",
         }
     }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(text: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        text.push(b'-');
-    }
-    let mut digits = [0u8; 20];
-    let mut rest = n.unsigned_abs();
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    text.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]

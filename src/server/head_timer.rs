@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::inflight::InFlight;
+use super::slow_reader::Blocked;
 use crate::error::ProxyError;
 
 /// The first bytes of every h2 connection; hyper-util's auto builder serves h2 when a
@@ -48,9 +49,11 @@ pub(crate) struct HeadTimer<T> {
     deadline: Option<Instant>,
     /// The sleep polled for `deadline`, kept to be reset for the next head.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Whether the last write was refused: hyper then holds bytes not yet written, and an
-    /// answer of our own would cut into them.
-    write_blocked: bool,
+    /// Whether the socket refused the last write (as the [`WriteWatch`] below notes it):
+    /// hyper then holds bytes not yet written, and an answer of our own would cut into them.
+    ///
+    /// [`WriteWatch`]: super::slow_reader::WriteWatch
+    writes: Blocked,
 }
 
 /// The protocol of a connection, as far as its first bytes tell.
@@ -77,8 +80,14 @@ pub(crate) struct Reading {
 
 impl<T> HeadTimer<T> {
     /// Times the request heads read from `inner`, a connection whose requests are counted
-    /// in `requests`: a head must be complete within `timeout` of its first byte.
-    pub(crate) fn new(inner: T, requests: InFlight, timeout: Duration) -> (Self, Reading) {
+    /// in `requests` and whose refused writes `writes` tells: a head must be complete within
+    /// `timeout` of its first byte.
+    pub(crate) fn new(
+        inner: T,
+        requests: InFlight,
+        writes: Blocked,
+        timeout: Duration,
+    ) -> (Self, Reading) {
         let reading = Reading {
             requests,
             started_before: Arc::new(AtomicU64::new(NO_HEAD)),
@@ -90,7 +99,7 @@ impl<T> HeadTimer<T> {
             reading: reading.clone(),
             deadline: None,
             sleep: None,
-            write_blocked: false,
+            writes,
         };
         (timer, reading)
     }
@@ -162,7 +171,7 @@ impl<T: AsyncWrite + Unpin> HeadTimer<T> {
     /// Writes a 408 that closes the connection, if this is HTTP/1 and nothing else is
     /// waiting to be written; best effort: one write of the whole answer, or nothing.
     fn answer(&mut self, cx: &mut Context<'_>) {
-        if self.protocol != Protocol::Http1 || self.write_blocked {
+        if self.protocol != Protocol::Http1 || self.writes.now() {
             tracing::debug!("request head not received in time; closed without an answer");
             return;
         }
@@ -214,9 +223,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadTimer<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.write_blocked = result.is_pending();
-        result
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -224,9 +231,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadTimer<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.write_blocked = result.is_pending();
-        result
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -234,9 +239,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadTimer<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.write_blocked = result.is_pending();
-        result
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -254,7 +257,8 @@ mod tests {
     /// A timed server end and the client end of one connection.
     fn connection(requests: &InFlight) -> (HeadTimer<DuplexStream>, Reading, DuplexStream) {
         let (server, client) = tokio::io::duplex(64 * 1024);
-        let (timer, reading) = HeadTimer::new(server, requests.clone(), TIMEOUT);
+        let (timer, reading) =
+            HeadTimer::new(server, requests.clone(), Blocked::default(), TIMEOUT);
         (timer, reading, client)
     }
 

@@ -151,8 +151,12 @@ where
             }
         });
         let (stream, blocked) = WriteWatch::new(stream);
-        let (stream, reading) =
-            HeadTimer::new(stream, on_connection.clone(), limits.client_timeout);
+        let (stream, reading) = HeadTimer::new(
+            stream,
+            on_connection.clone(),
+            blocked.clone(),
+            limits.client_timeout,
+        );
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -16,6 +16,9 @@ use tokio::time::Instant;
 pub(crate) struct WriteWatch<T> {
     inner: T,
     blocked: Blocked,
+    /// Whether the last write was refused: the shared [`Blocked`] is only touched when this
+    /// changes, not on every write.
+    refusing: bool,
 }
 
 /// Since when the socket of a [`WriteWatch`] has been refusing writes, if it is.
@@ -29,27 +32,35 @@ impl<T> WriteWatch<T> {
         let watch = Self {
             inner,
             blocked: blocked.clone(),
+            refusing: false,
         };
         (watch, blocked)
     }
 
-    fn note<R>(&self, result: Poll<R>) -> Poll<R> {
-        let mut since = self
-            .blocked
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match result.is_pending() {
-            true => {
-                since.get_or_insert_with(Instant::now);
-            }
-            false => *since = None,
+    fn note<R>(&mut self, result: Poll<R>) -> Poll<R> {
+        let refusing = result.is_pending();
+        if refusing != self.refusing {
+            self.refusing = refusing;
+            let mut since = self
+                .blocked
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *since = refusing.then(Instant::now);
         }
         result
     }
 }
 
 impl Blocked {
+    /// Whether the socket refused the last write: bytes are waiting to be written.
+    pub(crate) fn now(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Resolves once writes have been refused for `timeout` without a break (noticed within
     /// another `timeout`).
     pub(crate) async fn for_longer_than(&self, timeout: Duration) {

@@ -14,7 +14,8 @@ use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::values::{debug_string, decimal, json_string};
+use super::values::{debug_string, json_string};
+use crate::ascii::decimal;
 use crate::config::LogFormat;
 
 /// The request span's target.

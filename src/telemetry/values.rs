@@ -1,25 +1,7 @@
 //! Field values written as tracing's formatters write them, without their machinery: a
 //! string as serde_json writes it (the JSON format) and as `{:?}` writes a `str` (the text
-//! format), a number in decimal (both). The strings keep a client-controlled value inside
+//! format). The strings keep a client-controlled value inside
 //! its quotes: no newline, quote or control character gets through unescaped.
-
-/// Appends `n` in decimal.
-pub(crate) fn decimal(out: &mut String, mut n: u64) {
-    if n < 10 {
-        out.push(char::from(b'0' + n as u8));
-        return;
-    }
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    while n > 0 {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
-}
 
 /// Bytes a JSON string escapes: control characters, the quote and the backslash (DEL and
 /// non-ASCII characters pass as they are).
@@ -170,15 +152,6 @@ mod tests {
                 assert_eq!(plain_run(value.as_bytes(), table), at, "{value:?}");
             }
             assert_eq!(plain_run("a".repeat(at).as_bytes(), &DEBUG_ESCAPED), at);
-        }
-    }
-
-    #[test]
-    fn numbers_are_written_whole() {
-        for n in [0, 7, 10, 5222, u64::MAX] {
-            let mut out = String::new();
-            decimal(&mut out, n);
-            assert_eq!(out, n.to_string());
         }
     }
 

@@ -18,7 +18,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::batched::Batched;
 use super::timestamp::write_rfc3339_micros;
-use super::values::{debug_string, decimal, json_string};
+use super::values::{debug_string, json_string};
+use crate::ascii::decimal;
 use crate::config::LogFormat;
 
 /// The target the line is logged and filtered under.
