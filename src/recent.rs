@@ -121,7 +121,7 @@ impl Recent {
 
     fn interval_at(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.started);
-        u64::try_from(elapsed.as_nanos() / INTERVAL.as_nanos()).unwrap_or(u64::MAX)
+        elapsed.as_secs() / INTERVAL.as_secs()
     }
 
     /// Adds `counts` to the current interval and to the totals.

@@ -48,20 +48,26 @@ enum Tail {
     Unread(Incoming),
 }
 
-/// The handle the connection keeps on a request's body.
+/// The handle the connection keeps on a request's body; none for a request without one
+/// (most requests: nothing is shared or locked for them).
 #[derive(Debug, Clone)]
-pub(crate) struct BodyTail(Arc<Mutex<Tail>>);
+pub(crate) struct BodyTail(Option<Arc<Mutex<Tail>>>);
 
 impl BodyTail {
     fn set(&self, tail: Tail) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = tail;
+        if let Some(shared) = &self.0 {
+            *shared.lock().unwrap_or_else(PoisonError::into_inner) = tail;
+        }
     }
 
     fn take(&self) -> Tail {
-        std::mem::replace(
-            &mut *self.0.lock().unwrap_or_else(PoisonError::into_inner),
-            Tail::Done,
-        )
+        match &self.0 {
+            Some(shared) => std::mem::replace(
+                &mut *shared.lock().unwrap_or_else(PoisonError::into_inner),
+                Tail::Done,
+            ),
+            None => Tail::Done,
+        }
     }
 
     /// Before an HTTP/1 answer goes out: what is left of the request body is read and
@@ -127,11 +133,8 @@ impl RequestBody {
     /// it gets [`RequestBodyError::Stalled`]. No size bound until [`Self::limit`].
     pub(crate) fn wrap(request: Request<Incoming>, stall: Duration) -> (Request<Self>, BodyTail) {
         let (parts, incoming) = request.into_parts();
-        let done = incoming.is_end_stream();
-        let tail = BodyTail(Arc::new(Mutex::new(match done {
-            true => Tail::Done,
-            false => Tail::Reading,
-        })));
+        let tail =
+            BodyTail((!incoming.is_end_stream()).then(|| Arc::new(Mutex::new(Tail::Reading))));
         let body = Self {
             inner: Some(incoming),
             limit: u64::MAX,
@@ -215,10 +218,10 @@ impl Body for RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let Some(inner) = self.inner.take() else {
+        let (Some(inner), Some(tail)) = (self.inner.take(), &self.tail.0) else {
             return;
         };
-        let mut tail = self.tail.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*tail, Tail::Reading) {
             *tail = match inner.is_end_stream() {
                 true => Tail::Done,

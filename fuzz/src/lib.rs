@@ -132,7 +132,7 @@ pub fn page_query(data: &[u8]) {
     };
     let parsed = PageQuery::parse(Some(query));
     if let Some(page) = &parsed {
-        assert!(!page.imodel_id.is_empty(), "a page of no iModel");
+        assert!(!page.imodel_id().is_empty(), "a page of no iModel");
     }
     let reversed = query.rsplit('&').collect::<Vec<_>>().join("&");
     assert_eq!(

@@ -157,7 +157,7 @@ impl KnownTokens {
     }
 
     /// Whether `token` is trusted: remembered as genuine, and its own time window holds.
-    pub(crate) async fn is_trusted(&self, token: &Token, now: u64) -> bool {
+    pub(crate) fn is_trusted(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.trusted.contains_key(&token.hash)
     }
 
@@ -189,7 +189,7 @@ impl KnownTokens {
     }
 
     /// Whether the upstream refused `token` since it last accepted it.
-    pub(crate) async fn was_refused(&self, token: &Token) -> bool {
+    pub(crate) fn was_refused(&self, token: &Token) -> bool {
         self.revoked.contains_key(&token.hash) || self.refused.contains_key(&token.hash)
     }
 
@@ -205,7 +205,7 @@ impl KnownTokens {
     }
 
     /// Whether `token` is known-valid: remembered, and its own time window holds at `now`.
-    pub(crate) async fn is_known(&self, token: &Token, now: u64) -> bool {
+    pub(crate) fn is_known(&self, token: &Token, now: u64) -> bool {
         token.is_current(now) && self.tokens.contains_key(&token.hash)
     }
 }
@@ -232,23 +232,20 @@ mod tests {
         let hasher = TokenHasher::random().unwrap();
         let known = KnownTokens::default();
         let token = Token::parse("opaque", &hasher);
-        assert!(!known.is_known(&token, 100).await);
+        assert!(!known.is_known(&token, 100));
         assert!(known.remember(&token, 100, NOW).await);
-        assert!(known.is_known(&token, 100).await);
-        assert!(known.is_trusted(&token, 100).await);
+        assert!(known.is_known(&token, 100));
+        assert!(known.is_trusted(&token, 100));
         known.forget(&token, 100).await;
-        assert!(!known.is_known(&token, 100).await);
-        assert!(!known.is_trusted(&token, 100).await);
+        assert!(!known.is_known(&token, 100));
+        assert!(!known.is_trusted(&token, 100));
         known.trust(&token, 100, NOW).await;
-        assert!(known.is_trusted(&token, 100).await);
-        assert!(
-            !known.is_known(&token, 100).await,
-            "trust alone opens no cache"
-        );
-        assert!(known.was_refused(&token).await);
+        assert!(known.is_trusted(&token, 100));
+        assert!(!known.is_known(&token, 100), "trust alone opens no cache");
+        assert!(known.was_refused(&token));
         known.remember(&token, 100, NOW).await;
         assert!(
-            !known.was_refused(&token).await,
+            !known.was_refused(&token),
             "a later acceptance clears the refusal"
         );
     }
@@ -260,15 +257,12 @@ mod tests {
         let mut token = Token::parse("opaque", &hasher);
         token.expires_at = Some(200);
         known.remember(&token, 100, NOW).await;
-        assert!(known.is_known(&token, 199).await);
-        assert!(!known.is_known(&token, 200).await);
+        assert!(known.is_known(&token, 199));
+        assert!(!known.is_known(&token, 200));
         let mut stale = Token::parse("other", &hasher);
         stale.expires_at = Some(50);
         assert!(!known.remember(&stale, 100, NOW).await);
-        assert!(
-            !known.is_known(&stale, 10).await,
-            "never remembered past exp"
-        );
+        assert!(!known.is_known(&stale, 10), "never remembered past exp");
     }
 
     #[tokio::test]
@@ -284,16 +278,16 @@ mod tests {
         let after = known.forget_all();
         assert_ne!(before, after);
         assert_eq!(known.generation(), after);
-        assert!(!known.is_known(&token, 100).await);
+        assert!(!known.is_known(&token, 100));
 
         // A call sent before the change answers after it.
         assert!(!known.remember(&other, 100, before).await);
         known.trust(&other, 100, before).await;
-        assert!(!known.is_known(&other, 100).await);
-        assert!(!known.is_trusted(&other, 100).await);
+        assert!(!known.is_known(&other, 100));
+        assert!(!known.is_trusted(&other, 100));
 
         assert!(known.remember(&other, 100, after).await);
-        assert!(known.is_known(&other, 100).await);
+        assert!(known.is_known(&other, 100));
     }
 
     #[tokio::test]
@@ -317,15 +311,13 @@ mod tests {
         known.refused.run_pending_tasks().await;
         for revoked in [&first, &second] {
             assert!(
-                known.was_refused(revoked).await,
+                known.was_refused(revoked),
                 "a revocation is kept whatever the forged tokens did, before or after it"
             );
         }
         assert!(known.refused.entry_count() <= 10, "refusals stay bounded");
         assert!(
-            known
-                .was_refused(&Token::parse("forged-499", &hasher))
-                .await,
+            known.was_refused(&Token::parse("forged-499", &hasher)),
             "the latest refusals are kept"
         );
     }

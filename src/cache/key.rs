@@ -9,62 +9,128 @@
 //! does not key either).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use percent_encoding::percent_decode_str;
 
 use crate::auth::Subject;
 
-/// The parameters of a cacheable connections-list query, percent-decoded.
+/// The parameters of a cacheable connections-list query, percent-decoded, held in one
+/// allocation (a key is built on every request of the cached route).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageQuery {
-    /// `imodelId`.
-    pub imodel_id: Arc<str>,
-    /// `$top`, as sent.
-    pub top: Option<Box<str>>,
-    /// `$skip`, as sent.
-    pub skip: Option<Box<str>>,
+    /// The values one after another: `imodelId`, then `$top`, then `$skip` where given.
+    values: Box<str>,
+    /// Where `$top` and `$skip` end in `values`, when given (each starts where the one
+    /// before ends).
+    top_end: Option<u32>,
+    skip_end: Option<u32>,
+    /// Where `imodelId` ends in `values`.
+    imodel_end: u32,
 }
 
 impl PageQuery {
     /// The cacheable reading of `query`, or `None` when the query is anything other than
     /// `imodelId` plus optional `$top` and `$skip`, each exactly once, in any order.
     pub fn parse(query: Option<&str>) -> Option<Self> {
-        let (mut imodel_id, mut top, mut skip) = (None, None, None);
-        for pair in query?.split('&').filter(|pair| !pair.is_empty()) {
-            // Servers disagree on whether `+` means a space; such a query is not keyed.
-            if pair.contains('+') {
-                return None;
-            }
-            let (name, value) = pair.split_once('=')?;
-            let (name, value) = (decoded(name)?, decoded(value)?);
-            let slot = match name.as_ref() {
-                "imodelId" => &mut imodel_id,
-                "$top" => &mut top,
-                "$skip" => &mut skip,
-                _ => return None,
-            };
-            if slot.replace(value).is_some() {
-                return None;
+        let query = query?;
+        let mut values = [None, None, None];
+        // One pass over the bytes: this runs on every request of the cached route.
+        let bytes = query.as_bytes();
+        let (mut start, mut equals, mut escaped) = (0, None, false);
+        for at in 0..=bytes.len() {
+            match bytes.get(at).copied().unwrap_or(b'&') {
+                b'&' => {
+                    if at > start {
+                        take(&query[start..at], equals, escaped, &mut values)?;
+                    }
+                    (start, equals, escaped) = (at + 1, None, false);
+                }
+                b'=' if equals.is_none() => equals = Some(at - start),
+                b'%' => escaped = true,
+                // Servers disagree on whether `+` means a space; such a query is not keyed.
+                b'+' => return None,
+                _ => {}
             }
         }
+        let [imodel_id, top, skip] = values;
+        let imodel_id = imodel_id.filter(|id| !id.is_empty())?;
+        // The first page, as the upstream's own first-page links name it.
+        let skip = skip.filter(|skip| skip != "0");
+        let length = |v: &Option<Cow<'_, str>>| v.as_ref().map_or(0, |v| v.len());
+        let mut values = String::with_capacity(imodel_id.len() + length(&top) + length(&skip));
+        let imodel_end = push(&mut values, &imodel_id)?;
+        let top_end = match &top {
+            Some(top) => Some(push(&mut values, top)?),
+            None => None,
+        };
+        let skip_end = match &skip {
+            Some(skip) => Some(push(&mut values, skip)?),
+            None => None,
+        };
         Some(Self {
-            imodel_id: Arc::from(&*imodel_id.filter(|id| !id.is_empty())?),
-            top: top.map(|top| Box::from(&*top)),
-            // The first page, as the upstream's own first-page links name it.
-            skip: skip
-                .filter(|skip| skip != "0")
-                .map(|skip| Box::from(&*skip)),
+            values: values.into_boxed_str(),
+            top_end,
+            skip_end,
+            imodel_end,
         })
+    }
+
+    /// `imodelId`.
+    pub fn imodel_id(&self) -> &str {
+        &self.values[..self.imodel_end as usize]
+    }
+
+    /// `$top`, as sent.
+    pub fn top(&self) -> Option<&str> {
+        let start = self.imodel_end as usize;
+        self.top_end.map(|end| &self.values[start..end as usize])
+    }
+
+    /// `$skip`, as sent; `None` for the first page (`$skip=0` included).
+    pub fn skip(&self) -> Option<&str> {
+        let start = self.top_end.unwrap_or(self.imodel_end) as usize;
+        self.skip_end.map(|end| &self.values[start..end as usize])
+    }
+
+    /// Bytes of the values.
+    fn len(&self) -> usize {
+        self.values.len()
     }
 }
 
-/// `text` percent-decoded, `None` when that is not UTF-8; text without `%` as it is.
+/// Takes one `name=value` pair (`=` at `equals`; percent-encoded if `escaped`) into its
+/// slot of `values` (`imodelId`, `$top`, `$skip`); `None` for any other name, a pair without
+/// `=`, or a name given twice.
+fn take<'q>(
+    pair: &'q str,
+    equals: Option<usize>,
+    escaped: bool,
+    values: &mut [Option<Cow<'q, str>>; 3],
+) -> Option<()> {
+    let at = equals?;
+    let (name, value) = (&pair[..at], &pair[at + 1..]);
+    let (name, value) = match escaped {
+        true => (decoded(name)?, decoded(value)?),
+        false => (Cow::Borrowed(name), Cow::Borrowed(value)),
+    };
+    let slot = match name.as_ref() {
+        "imodelId" => 0,
+        "$top" => 1,
+        "$skip" => 2,
+        _ => return None,
+    };
+    values[slot].replace(value).is_none().then_some(())
+}
+
+/// Appends `value`; where it now ends.
+fn push(values: &mut String, value: &str) -> Option<u32> {
+    values.push_str(value);
+    u32::try_from(values.len()).ok()
+}
+
+/// `text` percent-decoded, `None` when that is not UTF-8.
 fn decoded(text: &str) -> Option<Cow<'_, str>> {
-    if !text.as_bytes().contains(&b'%') {
-        return Some(Cow::Borrowed(text));
-    }
     percent_decode_str(text).decode_utf8().ok()
 }
 
@@ -100,9 +166,7 @@ impl CacheKey {
         };
         let header = |v: &Option<HeaderValue>| v.as_ref().map_or(0, HeaderValue::len);
         subject
-            + self.query.imodel_id.len()
-            + self.query.top.as_deref().map_or(0, str::len)
-            + self.query.skip.as_deref().map_or(0, str::len)
+            + self.query.len()
             + header(&self.accept)
             + header(&self.prefer)
             + std::mem::size_of::<Self>()
@@ -112,11 +176,11 @@ impl CacheKey {
 /// All values of a header as one, so that two headers and one comma-joined header key alike;
 /// none when `Connection` names the header.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter().peekable();
+    let first = values.next()?;
     if hop_by_hop(headers, name) {
         return None;
     }
-    let mut values = headers.get_all(name).iter().peekable();
-    let first = values.next()?;
     if values.peek().is_none() {
         // The common case, on every request of the cached route: no allocation.
         return Some(first.clone());
@@ -158,8 +222,18 @@ mod tests {
         let a = parse("imodelId=m1&$top=10&$skip=20").unwrap();
         let b = parse("%24skip=20&%24top=10&imodelId=m%31").unwrap();
         assert_eq!(a, b);
-        assert_eq!(&*a.imodel_id, "m1");
-        assert_eq!(a.top.as_deref(), Some("10"));
+        assert_eq!(a.imodel_id(), "m1");
+        assert_eq!(a.top(), Some("10"));
+        assert_eq!(a.skip(), Some("20"));
+        let b = parse("$skip=3&imodelId=m2").unwrap();
+        assert_eq!((b.imodel_id(), b.top(), b.skip()), ("m2", None, Some("3")));
+        let c = parse("$top=&imodelId=m2").unwrap();
+        assert_eq!((c.imodel_id(), c.top(), c.skip()), ("m2", Some(""), None));
+        assert_ne!(
+            c,
+            parse("imodelId=m2").unwrap(),
+            "an empty $top is not none"
+        );
     }
 
     #[test]

@@ -44,9 +44,7 @@ pub struct CachedPage {
 impl CachedPage {
     /// A page from an upstream answer's headers (only those worth replaying are kept).
     pub fn new(headers: &HeaderMap, body: Bytes, stored_at: Instant) -> Self {
-        // Room for the headers every answer adds (Age, Cache-Status, Vary, ...): a clone keeps
-        // the table's size, so a hit then adds them without growing it.
-        let mut kept = HeaderMap::with_capacity(2 * STORED_HEADERS.len() + 8);
+        let mut kept = HeaderMap::new();
         for name in &STORED_HEADERS {
             for value in headers.get_all(name) {
                 kept.append(name.clone(), value.clone());
@@ -213,7 +211,7 @@ impl PageCache {
             Purge::IModel(imodel_id) => {
                 let imodel_id: Arc<str> = imodel_id.as_str().into();
                 let matches =
-                    move |key: &CacheKey| key.query.imodel_id.eq_ignore_ascii_case(&imodel_id);
+                    move |key: &CacheKey| key.query.imodel_id().eq_ignore_ascii_case(&imodel_id);
                 let held = self.pages.iter().filter(|(key, _)| matches(key)).count() as u64;
                 let evicted = self.pages.invalidate_entries_if(move |key, _| matches(key));
                 if evicted.is_err() {

@@ -79,10 +79,10 @@ impl PageNamer {
                 field(hash.as_bytes());
             }
         }
-        field(key.query.imodel_id.as_bytes());
+        field(key.query.imodel_id().as_bytes());
         for value in [
-            key.query.top.as_deref().map(str::as_bytes),
-            key.query.skip.as_deref().map(str::as_bytes),
+            key.query.top().map(str::as_bytes),
+            key.query.skip().map(str::as_bytes),
             key.accept.as_ref().map(http::HeaderValue::as_bytes),
             key.prefer.as_ref().map(http::HeaderValue::as_bytes),
         ] {
@@ -92,7 +92,7 @@ impl PageNamer {
         field(links.as_bytes());
         let tag = ctx.sign();
         PageRef {
-            imodel_id: key.query.imodel_id.to_string(),
+            imodel_id: key.query.imodel_id().to_owned(),
             id: hex(&tag.as_ref()[..16]),
         }
     }

@@ -15,6 +15,10 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    const KNOWN: Self = Self {
+        known: true,
+        trusted: true,
+    };
     const UNKNOWN: Self = Self {
         known: false,
         trusted: false,
@@ -31,13 +35,13 @@ pub(crate) async fn trusted(
     token: &Token,
 ) -> bool {
     let now = epoch_now();
-    if proxy.known.is_trusted(token, now).await {
+    if proxy.known.is_trusted(token, now) {
         return true;
     }
     let Some(verifier) = &live.verifier else {
         return false;
     };
-    if proxy.known.was_refused(token).await
+    if proxy.known.was_refused(token)
         || Box::pin(verifier.verify(raw_token)).await != Verdict::Valid
     {
         return false;
@@ -59,22 +63,32 @@ pub(crate) async fn authenticate(
     token: &Token,
     now: u64,
 ) -> Result<Identity, ProxyError> {
-    if proxy.known.is_known(token, now).await
-        || Box::pin(proxy.proven_elsewhere(token, now, live.proofs)).await
-    {
-        return Ok(Identity {
-            known: true,
-            trusted: true,
-        });
+    if proxy.known.is_known(token, now) {
+        return Ok(Identity::KNOWN);
     }
-    let trusted = proxy.known.is_trusted(token, now).await;
+    // Boxed: the rest is off the hit path, and its future is large.
+    Box::pin(judge(proxy, live, raw_token, token, now)).await
+}
+
+/// The authenticate phase for a token not known-valid here.
+async fn judge(
+    proxy: &Proxy,
+    live: &SettingsState,
+    raw_token: &str,
+    token: &Token,
+    now: u64,
+) -> Result<Identity, ProxyError> {
+    if proxy.proven_elsewhere(token, now, live.proofs).await {
+        return Ok(Identity::KNOWN);
+    }
+    let trusted = proxy.known.is_trusted(token, now);
     let Some(verifier) = &live.verifier else {
         return Ok(Identity {
             known: false,
             trusted,
         });
     };
-    if proxy.known.was_refused(token).await {
+    if proxy.known.was_refused(token) {
         // The upstream refused this token since it last accepted it (revoked, say): a good
         // signature does not outweigh that; the upstream judges it again.
         return Ok(Identity::UNKNOWN);
@@ -82,10 +96,7 @@ pub(crate) async fn authenticate(
     match Box::pin(verifier.verify(raw_token)).await {
         Verdict::Valid if token.scopes.is_some() => {
             proxy.known.remember(token, now, live.proofs).await;
-            Ok(Identity {
-                known: true,
-                trusted: true,
-            })
+            Ok(Identity::KNOWN)
         }
         Verdict::Valid => {
             proxy.known.trust(token, now, live.proofs).await;

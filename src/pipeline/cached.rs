@@ -33,6 +33,7 @@ use crate::auth::{Token, TokenHash, epoch_now};
 use crate::body::{self, ProxyBody};
 use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
 use crate::error::ProxyError;
+use crate::ratelimit::Budgets;
 
 /// Who may share an upstream call: every known-valid request for a key, or only the requests
 /// carrying one not-yet-known token; and only requests that arrived in the same purge epoch,
@@ -222,8 +223,9 @@ struct PageRequest<'r> {
     headers: &'r HeaderMap,
     token: Token,
     key: CacheKey,
-    /// The budget its calls draw from.
-    draw: Draw,
+    /// Its token is genuine: its calls draw from its client app's budget (see
+    /// [`PageRequest::draw`]).
+    trusted: bool,
     /// Its token is known-valid, current and holds an accepted scope: it may share pages.
     known: bool,
     /// Its token is current and holds an accepted scope: its answer may be stored.
@@ -255,12 +257,11 @@ impl<'r> PageRequest<'r> {
         let no_cache = asks_no_cache(&parts.headers);
         let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
         let passes_over = (!known || no_cache) && proxy.cache.contains(&key);
-        let draw = Draw::of(&live.budgets, Some(&token), identity.trusted);
         Ok(Self {
             headers: &parts.headers,
             token,
             key,
-            draw,
+            trusted: identity.trusted,
             known,
             usable,
             no_cache,
@@ -277,12 +278,23 @@ impl<'r> PageRequest<'r> {
         }
     }
 
+    /// The budget its upstream calls draw from (worked out only for a call: a hit needs none).
+    fn draw(&self, budgets: &Budgets) -> Draw {
+        Draw::of(budgets, Some(&self.token), self.trusted)
+    }
+
     /// A fill for it.
-    fn fill(&self, outbound: Outbound, fallback: Fallback, upstream_time: UpstreamTime) -> Fill {
+    fn fill(
+        &self,
+        live: &SettingsState,
+        outbound: Outbound,
+        fallback: Fallback,
+        upstream_time: UpstreamTime,
+    ) -> Fill {
         Fill {
             outbound,
             token: self.token.clone(),
-            draw: self.draw.clone(),
+            draw: self.draw(&live.budgets),
             key: self.key.clone(),
             epoch: self.epoch,
             reuse_fresh: !self.no_cache,
@@ -377,7 +389,7 @@ fn refresh(
     page: &PageRequest<'_>,
     outbound: Outbound,
 ) {
-    let job = page.fill(outbound, Fallback::Stale, UpstreamTime::default());
+    let job = page.fill(live, outbound, Fallback::Stale, UpstreamTime::default());
     let refresh = fill(Arc::clone(proxy), Arc::clone(live), job);
     let (proxy, flight, key) = (Arc::clone(proxy), page.flight(), page.key.clone());
     tokio::spawn(
@@ -407,7 +419,7 @@ async fn fetch(
 ) -> (Happened, Result<Response<ProxyBody>, ProxyError>) {
     let upstream_time = UpstreamTime::default();
     let fallback = Fallback::of(stale.is_some(), page.usable);
-    let job = page.fill(outbound.clone(), fallback, upstream_time.clone());
+    let job = page.fill(live, outbound.clone(), fallback, upstream_time.clone());
     let fill = fill(Arc::clone(proxy), Arc::clone(live), job);
     let run = proxy
         .flights
@@ -452,7 +464,7 @@ async fn ask_alone(
     outbound: &Outbound,
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let called = forward::call(proxy, live, &page.draw, outbound, None, true).await;
+    let called = forward::call(proxy, live, &page.draw(&live.budgets), outbound, None, true).await;
     ctx.add_upstream_latency(called.latency);
     let relayed = relay::relay(live, called.answer?, Buffering::Json).await?;
     Ok(relayed.into_response())
@@ -586,7 +598,7 @@ async fn begin_fill(proxy: &Proxy, live: &SettingsState, fill: &Fill) -> Begun {
             shared: false,
         });
     }
-    let may_reuse = fill.reuse_fresh && proxy.known.is_known(&fill.token, epoch_now()).await;
+    let may_reuse = fill.reuse_fresh && proxy.known.is_known(&fill.token, epoch_now());
     match proxy
         .start_fill(live, &fill.key, fill.epoch, may_reuse)
         .await
@@ -625,7 +637,7 @@ async fn store(proxy: &Proxy, fill: &Fill, relayed: &Relayed, claim: Option<Clai
 /// A fresh page stored since the request looked (by a fill that ended just before this one
 /// started), if the token may have it.
 async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Option<HeldPage> {
-    if !proxy.known.is_known(token, epoch_now()).await {
+    if !proxy.known.is_known(token, epoch_now()) {
         return None;
     }
     match proxy.cache.lookup(key, Instant::now()).await {
@@ -637,14 +649,22 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
 /// A page served from memory, as the answer to a request with `request` headers (the
 /// variant it accepts).
 fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
-    let (headers, body) = held.page.variant_for(request);
+    let (stored, body) = held.page.variant_for(request);
+    // Copied into a map with room for what is added to every answer of the cached route
+    // (`Age` here; `Cache-Control`, `Vary`, `Cache-Status` and `x-request-id` by the finish
+    // phase): a clone would be full, and the first insert would move it all.
+    let mut headers = HeaderMap::with_capacity(stored.len() + ADDED_ON_HIT);
+    for (name, value) in stored {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::AGE, HeaderValue::from(held.age_secs));
     let mut response = Response::new(body::full(body.clone()));
-    *response.headers_mut() = headers.clone();
-    response
-        .headers_mut()
-        .insert(header::AGE, HeaderValue::from(held.age_secs));
+    *response.headers_mut() = headers;
     response
 }
+
+/// Headers added to a page served from memory after its stored ones.
+const ADDED_ON_HIT: usize = 5;
 
 /// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or
 /// `Pragma: no-cache`).

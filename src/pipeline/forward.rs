@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, h
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::request_id::REQUEST_ID;
 use super::{Proxy, SettingsState};
 use crate::auth::Token;
 use crate::body::{self, ProxyBody};
@@ -76,12 +77,13 @@ impl std::fmt::Debug for Outbound {
 impl Outbound {
     /// The upstream version of a client request for `path`: hop-by-hop headers dropped, the
     /// upstream's own `Host`, identity encoding asked for (so JSON can be rewritten), and the
-    /// `X-Forwarded-*` headers added.
+    /// `X-Forwarded-*` headers and the request's id added.
     pub(crate) fn from_client(
         live: &SettingsState,
         parts: &request::Parts,
         path: &PathAndQuery,
         client: IpAddr,
+        request_id: &HeaderValue,
     ) -> Result<Self, ProxyError> {
         let mut headers = parts.headers.clone();
         remove_hop_by_hop(&mut headers);
@@ -105,6 +107,7 @@ impl Outbound {
         if let Ok(host) = HeaderValue::from_str(live.upstream.authority().as_str()) {
             headers.insert(header::HOST, host);
         }
+        headers.insert(REQUEST_ID, request_id.clone());
         Ok(Self {
             method: parts.method.clone(),
             uri: live.upstream.uri_for(path)?,

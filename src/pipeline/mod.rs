@@ -223,7 +223,7 @@ impl Proxy {
     /// Answers one request from `client`. Never fails: every error becomes its response.
     pub(crate) async fn handle(
         self: &Arc<Self>,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -233,9 +233,8 @@ impl Proxy {
         };
         let live = self.live.load_full();
         let method = request.method().clone();
-        // Sent upstream with the request's other headers; answered with whatever came back.
+        // Sent upstream (see `Outbound`) and answered, whatever came back.
         let request_id = self.request_ids.for_request(request.headers());
-        request.headers_mut().insert(REQUEST_ID, request_id.clone());
         // Only what warnings logged during the request need: the request line carries the
         // rest itself (`access`), without the cost of formatting span fields.
         let span = tracing::info_span!(
@@ -254,7 +253,7 @@ impl Proxy {
             started,
         );
         let mut response = match self
-            .route(&live, request, client, &mut ctx)
+            .route(&live, request, client, &request_id, &mut ctx)
             .instrument(span.clone())
             .await
         {
@@ -297,6 +296,7 @@ impl Proxy {
         live: &Arc<SettingsState>,
         request: Request<RequestBody>,
         client: SocketAddr,
+        request_id: &HeaderValue,
         ctx: &mut RequestContext,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, mut body) = request.into_parts();
@@ -313,7 +313,7 @@ impl Proxy {
             false => None,
         };
         // Built on demand: a hit never needs it.
-        let outbound = || Outbound::from_client(live, &parts, &path, client.ip());
+        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
         if let Some(write) = Write::classify(&parts.method, path.path()) {
             let outbound = outbound()?;
             return Box::pin(self.write(live, parts, outbound, body, write, ctx)).await;

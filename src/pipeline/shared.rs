@@ -153,7 +153,7 @@ impl Proxy {
         let Some(proofs) = self.shared_proofs() else {
             return false;
         };
-        if !token.is_current(now) || self.known.was_refused(token).await {
+        if !token.is_current(now) || self.known.was_refused(token) {
             return false;
         }
         match proofs.is_known(token.hash.as_bytes()).await {
