@@ -124,9 +124,8 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
     let handler = {
         let proxy = Arc::clone(&proxy);
         move |request, client| {
-            let proxy = Arc::clone(&proxy);
             // Boxed once here: hyper then moves a pointer, not the whole request future.
-            Box::pin(async move { proxy.handle(request, client).await })
+            Box::pin(Arc::clone(&proxy).handle(request, client))
         }
     };
     let served = tokio::spawn(server::serve(

@@ -222,7 +222,7 @@ impl Proxy {
 
     /// Answers one request from `client`. Never fails: every error becomes its response.
     pub(crate) async fn handle(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         request: Request<RequestBody>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
