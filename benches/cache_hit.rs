@@ -57,7 +57,7 @@ fn hit(c: &mut Criterion) {
             if let Some(key) = key("alice", skip) {
                 let page =
                     CachedPage::new(&page_headers, body.clone(), tokio::time::Instant::now());
-                cache.store(key, page, cache.epoch()).await;
+                cache.store(key, page, cache.epoch());
             }
         }
     });
@@ -85,8 +85,7 @@ fn hit(c: &mut Criterion) {
             let cache = &cache;
             async move {
                 if let Some(key) = key
-                    && let Lookup::Fresh(held) =
-                        cache.lookup(key, tokio::time::Instant::now()).await
+                    && let Lookup::Fresh(held) = cache.lookup(key, tokio::time::Instant::now())
                 {
                     black_box(held.page.body.clone());
                 }

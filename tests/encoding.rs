@@ -78,7 +78,7 @@ async fn hits_come_gzipped_to_clients_that_accept_it() {
     }
     assert_eq!(h.list_calls(), 1, "every answer after the first was a hit");
 
-    h.proxy.proxy().cache().settle().await;
+    h.proxy.proxy().cache().settle();
     let held = h.proxy.proxy().cache().weighted_size() as usize;
     assert!(
         held >= identity.len() + hit.body.len(),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::CacheKey;
@@ -47,25 +47,22 @@ impl Default for RefreshBackoff {
 
 impl RefreshBackoff {
     /// Whether a refresh of `key` may start at `now`.
-    pub(crate) async fn allows(&self, key: &CacheKey, now: Instant) -> bool {
-        self.failures
-            .get(key)
-            .await
-            .is_none_or(|(next, _)| now >= next)
+    pub(crate) fn allows(&self, key: &CacheKey, now: Instant) -> bool {
+        self.failures.get(key).is_none_or(|(next, _)| now >= next)
     }
 
     /// Notes that a refresh of `key` failed at `now`.
-    pub(crate) async fn failed(&self, key: CacheKey, now: Instant) {
-        let in_a_row = self.failures.get(&key).await.map_or(0, |(_, n)| n) + 1;
+    pub(crate) fn failed(&self, key: CacheKey, now: Instant) {
+        let in_a_row = self.failures.get(&key).map_or(0, |(_, n)| n) + 1;
         let delay = FIRST_DELAY
             .saturating_mul(1 << in_a_row.saturating_sub(1).min(16))
             .min(MAX_DELAY);
-        self.failures.insert(key, (now + delay, in_a_row)).await;
+        self.failures.insert(key, (now + delay, in_a_row));
     }
 
     /// Notes that a refresh of `key` succeeded.
-    pub(crate) async fn succeeded(&self, key: &CacheKey) {
-        self.failures.invalidate(key).await;
+    pub(crate) fn succeeded(&self, key: &CacheKey) {
+        self.failures.invalidate(key);
     }
 }
 
@@ -81,27 +78,23 @@ mod tests {
         CacheKey::new(Subject::Claim("alice".into()), query, &HeaderMap::new())
     }
 
-    #[tokio::test]
-    async fn failures_double_the_delay_and_a_success_forgets_them() {
+    #[test]
+    fn failures_double_the_delay_and_a_success_forgets_them() {
         let backoff = RefreshBackoff::default();
         let start = Instant::now();
-        assert!(backoff.allows(&key(), start).await);
-        backoff.failed(key(), start).await;
-        assert!(!backoff.allows(&key(), start).await);
-        assert!(backoff.allows(&key(), start + FIRST_DELAY).await);
-        backoff.failed(key(), start).await;
-        assert!(!backoff.allows(&key(), start + FIRST_DELAY).await);
-        assert!(backoff.allows(&key(), start + FIRST_DELAY * 2).await);
+        assert!(backoff.allows(&key(), start));
+        backoff.failed(key(), start);
+        assert!(!backoff.allows(&key(), start));
+        assert!(backoff.allows(&key(), start + FIRST_DELAY));
+        backoff.failed(key(), start);
+        assert!(!backoff.allows(&key(), start + FIRST_DELAY));
+        assert!(backoff.allows(&key(), start + FIRST_DELAY * 2));
         for _ in 0..40 {
-            backoff.failed(key(), start).await;
+            backoff.failed(key(), start);
         }
-        assert!(
-            !backoff
-                .allows(&key(), start + MAX_DELAY - FIRST_DELAY)
-                .await
-        );
-        assert!(backoff.allows(&key(), start + MAX_DELAY).await);
-        backoff.succeeded(&key()).await;
-        assert!(backoff.allows(&key(), start).await);
+        assert!(!backoff.allows(&key(), start + MAX_DELAY - FIRST_DELAY));
+        assert!(backoff.allows(&key(), start + MAX_DELAY));
+        backoff.succeeded(&key());
+        assert!(backoff.allows(&key(), start));
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use foldhash::quality::RandomState;
 use http::{HeaderMap, HeaderName, header};
-use moka::future::Cache;
 use moka::notification::RemovalCause;
+use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::encoding::{Gzipped, accepts_gzip};
@@ -225,8 +225,8 @@ impl PageCache {
     }
 
     /// What is held under `key` at `now`: fresh, stale but usable, or nothing usable.
-    pub async fn lookup(&self, key: &CacheKey, now: Instant) -> Lookup {
-        let Some(page) = self.pages.get(key).await else {
+    pub fn lookup(&self, key: &CacheKey, now: Instant) -> Lookup {
+        let Some(page) = self.pages.get(key) else {
             return Lookup::Missing;
         };
         let age = now.saturating_duration_since(page.stored_at);
@@ -264,24 +264,24 @@ impl PageCache {
     /// Stores `page` under `key`, replacing what was there, unless a purge happened since
     /// `epoch` (then the page may predate the change that caused the purge); its gzip variant
     /// is made now. Returns whether the page stays stored.
-    pub async fn store(&self, key: CacheKey, mut page: CachedPage, epoch: u64) -> bool {
+    pub fn store(&self, key: CacheKey, mut page: CachedPage, epoch: u64) -> bool {
         if self.epoch() != epoch {
             return false;
         }
         if page.gzip.is_none() {
             page.gzip = Gzipped::of(&page.headers, &page.body);
         }
-        self.pages.insert(key.clone(), Arc::new(page)).await;
+        self.pages.insert(key.clone(), Arc::new(page));
         if self.epoch() != epoch {
-            self.pages.invalidate(&key).await;
+            self.pages.invalidate(&key);
             return false;
         }
         true
     }
 
     /// Applies pending inserts and evictions so that the counts below are exact.
-    pub async fn settle(&self) {
-        self.pages.run_pending_tasks().await;
+    pub fn settle(&self) {
+        self.pages.run_pending_tasks();
     }
 
     /// How many pages are held (approximate until pending work runs).
@@ -327,9 +327,9 @@ mod tests {
         headers.insert(header::DATE, HeaderValue::from_static("today"));
         headers.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
         let page = CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now());
-        assert!(cache.store(key("0"), page, cache.epoch()).await);
+        assert!(cache.store(key("0"), page, cache.epoch()));
         tokio::time::advance(Duration::from_secs(15)).await;
-        let Lookup::Fresh(fresh) = cache.lookup(&key("0"), Instant::now()).await else {
+        let Lookup::Fresh(fresh) = cache.lookup(&key("0"), Instant::now()) else {
             panic!("fresh after 15 s");
         };
         assert_eq!((fresh.age_secs, fresh.ttl_secs), (15, 45));
@@ -339,14 +339,13 @@ mod tests {
             "only replayable headers are kept"
         );
         tokio::time::advance(Duration::from_secs(50)).await;
-        let Lookup::Stale { held, revalidate } = cache.lookup(&key("0"), Instant::now()).await
-        else {
+        let Lookup::Stale { held, revalidate } = cache.lookup(&key("0"), Instant::now()) else {
             panic!("stale after 65 s");
         };
         assert_eq!((held.age_secs, held.ttl_secs, revalidate), (65, -5, false));
         tokio::time::advance(Duration::from_secs(300)).await;
         assert!(matches!(
-            cache.lookup(&key("0"), Instant::now()).await,
+            cache.lookup(&key("0"), Instant::now()),
             Lookup::Missing
         ));
     }
@@ -356,7 +355,7 @@ mod tests {
         let cache = PageCache::new(&settings(1 << 20));
         let stored = Instant::now();
         let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), stored);
-        assert!(cache.store(key("0"), page, cache.epoch()).await);
+        assert!(cache.store(key("0"), page, cache.epoch()));
         for (millis, age, ttl) in [
             (10_400, 10, 50),
             (59_900, 59, 1),
@@ -365,7 +364,7 @@ mod tests {
             (61_500, 62, -2),
         ] {
             let at = stored + Duration::from_millis(millis);
-            let held = match cache.lookup(&key("0"), at).await {
+            let held = match cache.lookup(&key("0"), at) {
                 Lookup::Fresh(held) | Lookup::Stale { held, .. } => held,
                 Lookup::Missing => panic!("held at {millis} ms"),
             };
@@ -379,10 +378,10 @@ mod tests {
         settings.stale_while_revalidate = Duration::from_secs(10);
         let cache = PageCache::new(&settings);
         let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), Instant::now());
-        assert!(cache.store(key("0"), page, cache.epoch()).await);
+        assert!(cache.store(key("0"), page, cache.epoch()));
         tokio::time::advance(Duration::from_secs(65)).await;
         assert!(matches!(
-            cache.lookup(&key("0"), Instant::now()).await,
+            cache.lookup(&key("0"), Instant::now()),
             Lookup::Stale {
                 revalidate: true,
                 ..
@@ -390,7 +389,7 @@ mod tests {
         ));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(matches!(
-            cache.lookup(&key("0"), Instant::now()).await,
+            cache.lookup(&key("0"), Instant::now()),
             Lookup::Stale {
                 revalidate: false,
                 ..
@@ -406,23 +405,19 @@ mod tests {
             let query = PageQuery::parse(Some("imodelId=other")).unwrap();
             CacheKey::new(Subject::Claim("alice".into()), query, &HeaderMap::new())
         };
-        assert!(cache.store(key("0"), page(), cache.epoch()).await);
-        assert!(
-            cache
-                .store(other_imodel.clone(), page(), cache.epoch())
-                .await
-        );
+        assert!(cache.store(key("0"), page(), cache.epoch()));
+        assert!(cache.store(other_imodel.clone(), page(), cache.epoch()));
         let before = cache.epoch();
         cache.purge(&Purge::IModel("m".into()));
-        cache.settle().await;
+        cache.settle();
         assert!(!cache.contains(&key("0")));
         assert!(cache.contains(&other_imodel));
         assert!(
-            !cache.store(key("1"), page(), before).await,
+            !cache.store(key("1"), page(), before),
             "a fill that started before the purge is not stored"
         );
         cache.purge(&Purge::All);
-        cache.settle().await;
+        cache.settle();
         assert!(!cache.contains(&other_imodel));
     }
 
@@ -432,9 +427,9 @@ mod tests {
         for page in 0..64 {
             let body = Bytes::from(vec![b' '; 4096]);
             let stored = CachedPage::new(&HeaderMap::new(), body, Instant::now());
-            cache.store(key(&page.to_string()), stored, 0).await;
+            cache.store(key(&page.to_string()), stored, 0);
         }
-        cache.pages.run_pending_tasks().await;
+        cache.pages.run_pending_tasks();
         assert!(
             cache.weighted_size() <= 64 * 1024,
             "{}",

@@ -319,20 +319,17 @@ enum Found {
 }
 
 /// The lookup phase, for a request that may use the cache.
-async fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
+fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
     if !page.known || page.no_cache {
         return Found::Missing;
     }
-    match proxy.cache.lookup(&page.key, Instant::now()).await {
+    match proxy.cache.lookup(&page.key, Instant::now()) {
         Lookup::Fresh(held) => Found::Fresh(held),
         Lookup::Stale {
             held,
             revalidate: true,
         } => {
-            let backing_off = !proxy
-                .refresh_backoff
-                .allows(&page.key, Instant::now())
-                .await;
+            let backing_off = !proxy.refresh_backoff.allows(&page.key, Instant::now());
             let refreshing = proxy.flights.is_running(&page.flight());
             Found::Stale {
                 held,
@@ -356,7 +353,7 @@ pub(crate) async fn answer(
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let page = PageRequest::new(proxy, live, parts, raw_token, query, ctx.epoch).await?;
-    let (happened, response) = match cache_lookup(proxy, &page).await {
+    let (happened, response) = match cache_lookup(proxy, &page) {
         Found::Fresh(held) => (
             Happened::served(&held, true),
             Ok(hit_response(&held, page.headers)),
@@ -397,9 +394,9 @@ fn refresh(
             // The page is stored by the fill; only a failure matters here.
             match proxy.flights.run(flight, refresh).await {
                 Ok((outcome, _)) if !upstream_could_not_answer(&outcome) => {
-                    proxy.refresh_backoff.succeeded(&key).await;
+                    proxy.refresh_backoff.succeeded(&key);
                 }
-                _ => proxy.refresh_backoff.failed(key, Instant::now()).await,
+                _ => proxy.refresh_backoff.failed(key, Instant::now()),
             }
         }
         .instrument(tracing::Span::current()),
@@ -619,12 +616,7 @@ async fn store(proxy: &Proxy, fill: &Fill, relayed: &Relayed, claim: Option<Clai
     let now = Instant::now();
     let page = |body: &bytes::Bytes| CachedPage::new(&head.headers, body.clone(), now);
     let stored = match body {
-        Some(body) => {
-            proxy
-                .cache
-                .store(fill.key.clone(), page(body), fill.epoch)
-                .await
-        }
+        Some(body) => proxy.cache.store(fill.key.clone(), page(body), fill.epoch),
         None => false,
     };
     if let Some(claim) = claim {
@@ -640,7 +632,7 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
     if !proxy.known.is_known(token, epoch_now()) {
         return None;
     }
-    match proxy.cache.lookup(key, Instant::now()).await {
+    match proxy.cache.lookup(key, Instant::now()) {
         Lookup::Fresh(held) => Some(held),
         Lookup::Stale { .. } | Lookup::Missing => None,
     }

@@ -42,7 +42,7 @@ pub(crate) async fn handle(
         (&Method::GET, "/metrics") => {
             let format = Format::negotiate(request.headers());
             let cache = proxy.cache();
-            cache.settle().await;
+            cache.settle();
             let now = Snapshot {
                 cache_entries: cache.entry_count(),
                 cache_bytes: cache.weighted_size(),

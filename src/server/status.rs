@@ -97,7 +97,7 @@ struct ClusterStatus {
 pub(super) async fn read(proxy: &Proxy, draining: bool, in_flight: u64) -> Status {
     let live = proxy.settings_state();
     let cache = proxy.cache();
-    cache.settle().await;
+    cache.settle();
     let recent = proxy.metrics().recent().snapshot();
     let ratio = |counts: Counts| counts.hit_ratio();
     Status {
