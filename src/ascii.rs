@@ -1,5 +1,6 @@
-//! ASCII text: compared ignoring case, as URL schemes, hosts and the API's paths are, and
-//! numbers written as decimal digits without the formatting machinery (on every request).
+//! ASCII text: compared ignoring case, as URL schemes, hosts and the API's paths are,
+//! numbers written as decimal digits without the formatting machinery, and bytes searched for
+//! eight at a time (on every request).
 
 /// `text` without `prefix`, compared ignoring ASCII case.
 pub(crate) fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -25,9 +26,50 @@ pub(crate) fn decimal(out: &mut String, mut n: u64) {
     }
 }
 
+/// Where the first of `needles` is in `text` at or after `from`; `text.len()` if none is.
+/// Eight bytes at a time, as a word: a byte equal to a needle is a zero byte of the word
+/// XORed with that needle repeated, and the lowest zero byte of a word is exact.
+pub(crate) fn find_any(text: &[u8], mut from: usize, needles: [u8; 4]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let spread = needles.map(|needle| ONES * u64::from(needle));
+    while let Some(chunk) = text.get(from..from + 8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        let found = spread
+            .iter()
+            .fold(0, |found, &needle| found | zero_bytes(word ^ needle));
+        if found != 0 {
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    text.get(from..)
+        .and_then(|rest| rest.iter().position(|b| needles.contains(b)))
+        .map_or(text.len(), |at| from + at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_any_finds_what_a_byte_scan_finds(
+            text in proptest::collection::vec(prop_oneof![Just(b'&'), Just(b'='), any::<u8>()], 0..40),
+            from in 0usize..45,
+        ) {
+            let needles = [b'&', b'=', b'%', b'+'];
+            let expected = text
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|b| needles.contains(b)))
+                .map_or(text.len(), |at| from + at);
+            prop_assert_eq!(find_any(&text, from, needles), expected);
+        }
+    }
 
     #[test]
     fn numbers_are_written_whole() {

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use percent_encoding::percent_decode_str;
 
+use crate::ascii;
 use crate::auth::Subject;
 
 /// The parameters of a cacheable connections-list query, percent-decoded, held in one
@@ -35,23 +36,31 @@ impl PageQuery {
     pub fn parse(query: Option<&str>) -> Option<Self> {
         let query = query?;
         let mut values = [None, None, None];
-        // One pass over the bytes: this runs on every request of the cached route.
+        // One pass, from one special byte to the next: this runs on every request of the
+        // cached route.
         let bytes = query.as_bytes();
         let (mut start, mut equals, mut escaped) = (0, None, false);
-        for at in 0..=bytes.len() {
-            match bytes.get(at).copied().unwrap_or(b'&') {
-                b'&' => {
+        let mut at = 0;
+        loop {
+            at = ascii::find_any(bytes, at, [b'&', b'=', b'%', b'+']);
+            match bytes.get(at) {
+                None | Some(b'&') => {
                     if at > start {
                         take(&query[start..at], equals, escaped, &mut values)?;
                     }
+                    if at == bytes.len() {
+                        break;
+                    }
                     (start, equals, escaped) = (at + 1, None, false);
                 }
-                b'=' if equals.is_none() => equals = Some(at - start),
-                b'%' => escaped = true,
-                // Servers disagree on whether `+` means a space; such a query is not keyed.
-                b'+' => return None,
-                _ => {}
+                Some(b'=') => {
+                    equals = equals.or(Some(at - start));
+                }
+                Some(b'%') => escaped = true,
+                // `+`: servers disagree on whether it means a space; such a query is not keyed.
+                _ => return None,
             }
+            at += 1;
         }
         let [imodel_id, top, skip] = values;
         let imodel_id = imodel_id.filter(|id| !id.is_empty())?;
