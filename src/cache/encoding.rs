@@ -58,28 +58,32 @@ fn gzip_etag(etag: &HeaderValue) -> Option<HeaderValue> {
 /// Whether the request's `Accept-Encoding` accepts gzip (`gzip`, `x-gzip` or `*`, with a
 /// quality above zero).
 pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
+    // Over bytes, split at bytes: this runs on every hit of a request that names encodings.
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or_default().trim();
-            let named = ["gzip", "x-gzip", "*"]
+            let mut parts = coding.split(|&b| b == b';');
+            let name = parts.next().unwrap_or_default().trim_ascii();
+            let named = [&b"gzip"[..], b"x-gzip", b"*"]
                 .iter()
                 .any(|accepted| name.eq_ignore_ascii_case(accepted));
             named && parts.all(|param| !is_zero_quality(param))
         })
 }
 
-fn is_zero_quality(param: &str) -> bool {
-    match param.trim().split_once('=') {
-        Some((name, value)) if name.trim().eq_ignore_ascii_case("q") => {
-            value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-        }
-        _ => false,
-    }
+/// Whether a parameter is `q=0` (in any spelling of zero).
+fn is_zero_quality(param: &[u8]) -> bool {
+    let Some(at) = param.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let (name, value) = (param[..at].trim_ascii(), param[at + 1..].trim_ascii());
+    name.eq_ignore_ascii_case(b"q")
+        && std::str::from_utf8(value)
+            .ok()
+            .and_then(|value| value.parse::<f32>().ok())
+            .is_some_and(|q| q <= 0.0)
 }
 
 /// Adds `Accept-Encoding` to a response's `Vary`, unless it is there already.
