@@ -361,7 +361,8 @@ impl Budgets {
 }
 
 /// Stands in the budget's line until it is this caller's turn; rejects as soon as its permit
-/// is foreseen past `deadline`.
+/// is foreseen past `deadline`. A permit due in time waits for the turn alone, past the
+/// deadline too: the callers ahead hold it only to take permits that are due as well.
 async fn queue<'b>(
     budget: &'b Budget,
     ticket: &Ticket<'_>,
@@ -369,10 +370,15 @@ async fn queue<'b>(
 ) -> Result<MutexGuard<'b, ()>, Rejection> {
     let mut turn = pin!(budget.turn());
     let mut expired = pin!(sleep_until(deadline));
+    let mut past_deadline = false;
     loop {
         let worsened = budget.worsened();
         let now = Instant::now();
-        if budget.foresee(ticket, now, deadline).until > deadline {
+        // Due by the deadline, or, once it has passed, due now: then only the callers ahead
+        // stand between, each taking a permit due as well, and the turn comes at once (with
+        // `max_wait = 0`, concurrent callers of a budget with permits to spare were refused
+        // for the instant one of them held the turn).
+        if budget.foresee(ticket, now, deadline).until > deadline.max(now) {
             let wait = budget.foresee(ticket, now, after(now, HORIZON));
             return Err(Rejection::after(wait, now));
         }
@@ -380,11 +386,7 @@ async fn queue<'b>(
             biased;
             turn = &mut turn => return Ok(turn),
             () = worsened => {}
-            () = &mut expired => {
-                let now = Instant::now();
-                let wait = budget.foresee(ticket, now, after(now, HORIZON));
-                return Err(Rejection::after(wait, now));
-            }
+            () = &mut expired, if !past_deadline => past_deadline = true,
         }
     }
 }

@@ -172,6 +172,38 @@ async fn max_wait_zero_never_waits() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn max_wait_zero_refuses_nobody_for_the_instant_another_holds_the_turn() {
+    let budgets = Arc::new(Budgets::new(&settings(0.001, 5, Duration::ZERO)));
+    let key = budgets.key_for(Caller::Trusted(Some("app")));
+    // Another caller is taking its permit at this very instant.
+    let budget = budgets.registry.budget(&key);
+    let held = budget.try_turn().expect("nobody holds the turn");
+    let asking = tokio::spawn({
+        let (budgets, key) = (Arc::clone(&budgets), key.clone());
+        async move { acquire(&budgets, &key).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !asking.is_finished(),
+        "permits to spare: it waits for the turn, not refused"
+    );
+    drop(held);
+    assert!(matches!(
+        asking.await,
+        Ok(Ok(Admission::Immediate | Admission::Delayed(_)))
+    ));
+    // With none to spare, a caller behind the turn is still refused at once.
+    for _ in 0..4 {
+        assert!(acquire(&budgets, &key).await.is_ok());
+    }
+    let held = budget.try_turn().expect("nobody holds the turn");
+    assert!(acquire(&budgets, &key).await.is_err(), "the burst is spent");
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
 async fn try_acquire_never_jumps_the_line() {
     let budgets = Arc::new(Budgets::new(&settings(0.1, 1, Duration::from_secs(15))));
     let key = budgets.key_for(Caller::Trusted(Some("app")));
