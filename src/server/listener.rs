@@ -8,9 +8,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -162,18 +164,32 @@ where
             .into_owned();
         let watched = graceful.watch(connection);
         connections.spawn(async move {
+            // The watchers are polled only when their own timer or signal wakes them: a
+            // `select!` over them would poll both on every wake of the connection, several
+            // times a request.
+            let mut watchers =
+                FuturesUnordered::<Pin<Box<dyn Future<Output = Closed> + Send>>>::new();
+            watchers.push(Box::pin(async {
+                unused(&on_connection, &reading, limits).await;
+                Closed::Unused
+            }));
+            watchers.push(Box::pin(async {
+                blocked.for_longer_than(limits.client_timeout).await;
+                Closed::Blocked
+            }));
             tokio::select! {
+                biased;
                 ended = watched => {
                     if let Err(error) = ended {
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
                 }
-                () = unused(&on_connection, &reading, limits) => {
-                    tracing::debug!(%peer, "connection unused; closed");
-                }
-                () = blocked.for_longer_than(limits.client_timeout) => {
-                    tracing::debug!(%peer, "client stopped reading its response; closed");
-                }
+                Some(closed) = watchers.next() => match closed {
+                    Closed::Unused => tracing::debug!(%peer, "connection unused; closed"),
+                    Closed::Blocked => {
+                        tracing::debug!(%peer, "client stopped reading its response; closed");
+                    }
+                },
             }
             drop(slot);
         });
@@ -187,6 +203,14 @@ where
             Drained { cut }
         }
     }
+}
+
+/// Why a watcher closed a connection.
+enum Closed {
+    /// No request for the idle timeout (see [`unused`]).
+    Unused,
+    /// The client took none of a response for the client timeout.
+    Blocked,
 }
 
 /// Resolves when a connection has gone unused: no request within the client timeout
