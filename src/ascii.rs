@@ -26,21 +26,34 @@ pub(crate) fn decimal(out: &mut String, mut n: u64) {
     }
 }
 
+/// `byte` in each of a word's eight bytes.
+pub(crate) const fn repeated(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The high bit of each byte of `word` below `bound` (at most 0x80), eight bytes at once. A
+/// byte above the lowest one flagged may be flagged too (a borrow runs into it): only the
+/// lowest flag, and whether there is any, are exact.
+pub(crate) const fn bytes_below(word: u64, bound: u8) -> u64 {
+    word.wrapping_sub(repeated(bound)) & !word & repeated(0x80)
+}
+
+/// The high bit of each byte of `word` equal to `byte` (see [`bytes_below`] for which flags
+/// are exact).
+pub(crate) const fn bytes_equal(word: u64, byte: u8) -> u64 {
+    bytes_below(word ^ repeated(byte), 1)
+}
+
 /// Where the first of `needles` is in `text` at or after `from`; `text.len()` if none is.
-/// Eight bytes at a time, as a word: a byte equal to a needle is a zero byte of the word
-/// XORed with that needle repeated, and the lowest zero byte of a word is exact.
+/// Eight bytes at a time, as a word (the lowest flag of [`bytes_equal`] is exact).
 pub(crate) fn find_any(text: &[u8], mut from: usize, needles: [u8; 4]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGHS: u64 = ONES << 7;
-    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
-    let spread = needles.map(|needle| ONES * u64::from(needle));
     while let Some(chunk) = text.get(from..from + 8) {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);
         let word = u64::from_le_bytes(bytes);
-        let found = spread
+        let found = needles
             .iter()
-            .fold(0, |found, &needle| found | zero_bytes(word ^ needle));
+            .fold(0, |found, &needle| found | bytes_equal(word, needle));
         if found != 0 {
             return from + (found.trailing_zeros() / 8) as usize;
         }

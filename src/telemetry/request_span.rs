@@ -12,7 +12,7 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{ExtensionsMut, LookupSpan};
 
 use super::values::{debug_string, json_string};
 use crate::ascii::decimal;
@@ -52,25 +52,19 @@ where
         };
         let mut extensions = span.extensions_mut();
         match self.format {
-            LogFormat::Text => {
-                if extensions
-                    .get_mut::<FormattedFields<DefaultFields>>()
-                    .is_none()
-                    && let Some(fields) = text_fields(attrs)
-                {
-                    extensions.insert(FormattedFields::<DefaultFields>::new(fields));
-                }
-            }
-            LogFormat::Json => {
-                if extensions
-                    .get_mut::<FormattedFields<JsonFields>>()
-                    .is_none()
-                    && let Some(fields) = json_fields(attrs)
-                {
-                    extensions.insert(FormattedFields::<JsonFields>::new(fields));
-                }
-            }
+            LogFormat::Text => keep::<DefaultFields>(&mut extensions, || text_fields(attrs)),
+            LogFormat::Json => keep::<JsonFields>(&mut extensions, || json_fields(attrs)),
         }
+    }
+}
+
+/// Stores the fields `format` writes as the fields the fmt layer with field formatter `F`
+/// finds formatted, unless it has some already.
+fn keep<F: 'static>(extensions: &mut ExtensionsMut<'_>, format: impl FnOnce() -> Option<String>) {
+    if extensions.get_mut::<FormattedFields<F>>().is_none()
+        && let Some(fields) = format()
+    {
+        extensions.insert(FormattedFields::<F>::new(fields));
     }
 }
 

@@ -3,6 +3,8 @@
 //! format). The strings keep a client-controlled value inside
 //! its quotes: no newline, quote or control character gets through unescaped.
 
+use crate::ascii::{bytes_below, bytes_equal, repeated};
+
 /// Bytes a JSON string escapes: control characters, the quote and the backslash (DEL and
 /// non-ASCII characters pass as they are).
 const JSON_ESCAPED: [bool; 256] = escaped_bytes(u8::MAX);
@@ -26,22 +28,16 @@ const fn escaped_bytes(last_plain: u8) -> [bool; 256] {
 /// are: eight bytes at a time while none may need escaping (the table's bytes are all below
 /// space, above `~`, the quote or the backslash), then byte by byte.
 fn plain_run(bytes: &[u8], table: &[bool; 256]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// Whether some byte of `word` is zero (may also flag the bytes after a zero one).
-    const fn has_zero(word: u64) -> bool {
-        word.wrapping_sub(ONES) & !word & HIGHS != 0
-    }
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_ne_bytes(word);
-        let suspect = word & HIGHS != 0
-            || word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0
-            || has_zero(word ^ (ONES * u64::from(b'"')))
-            || has_zero(word ^ (ONES * u64::from(b'\\')))
-            || has_zero(word ^ (ONES * 0x7f));
+        let suspect = word & repeated(0x80) != 0
+            || bytes_below(word, 0x20) != 0
+            || bytes_equal(word, b'"') != 0
+            || bytes_equal(word, b'\\') != 0
+            || bytes_equal(word, 0x7f) != 0;
         if suspect {
             break;
         }
