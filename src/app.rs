@@ -123,10 +123,7 @@ pub async fn start(settings: Settings) -> Result<RunningProxy, StartError> {
 
     let handler = {
         let proxy = Arc::clone(&proxy);
-        move |request, client| {
-            // Boxed once here: hyper then moves a pointer, not the whole request future.
-            Box::pin(Arc::clone(&proxy).handle(request, client))
-        }
+        move |request, client| Arc::clone(&proxy).handle(request, client)
     };
     let served = tokio::spawn(server::serve(
         listener,

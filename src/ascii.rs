@@ -26,6 +26,16 @@ pub(crate) fn decimal(out: &mut String, mut n: u64) {
     }
 }
 
+/// Whether every byte of `text` is visible ASCII (`!` to `~`). One pass without an early exit,
+/// as a maximum, which the compiler turns into wide compares: this runs on every request, over
+/// tokens of a kilobyte or more.
+pub(crate) fn all_visible(text: &[u8]) -> bool {
+    let highest = text
+        .iter()
+        .fold(0u8, |highest, &b| highest.max(b.wrapping_sub(b'!')));
+    highest <= b'~' - b'!'
+}
+
 /// `byte` in each of a word's eight bytes.
 pub(crate) const fn repeated(byte: u8) -> u64 {
     u64::from_ne_bytes([byte; 8])
@@ -81,6 +91,22 @@ mod tests {
                 .and_then(|rest| rest.iter().position(|b| needles.contains(b)))
                 .map_or(text.len(), |at| from + at);
             prop_assert_eq!(find_any(&text, from, needles), expected);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn all_visible_agrees_with_a_byte_test(text in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert_eq!(all_visible(&text), text.iter().all(u8::is_ascii_graphic));
+        }
+    }
+
+    #[test]
+    fn visible_ascii_is_bang_to_tilde() {
+        assert!(all_visible(b"!azAZ09~"));
+        assert!(all_visible(b""));
+        for invisible in [b' ', b'\t', 0x7f, 0x80, 0xff, 0] {
+            assert!(!all_visible(&[b'a', invisible, b'b']), "{invisible:#x}");
         }
     }
 

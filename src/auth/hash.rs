@@ -92,8 +92,8 @@ impl TokenHasher {
     }
 
     /// The keyed hash of `token`.
-    pub fn hash(&self, token: &str) -> TokenHash {
-        let tag = hmac::sign(&self.key, token.as_bytes());
+    pub fn hash(&self, token: impl AsRef<[u8]>) -> TokenHash {
+        let tag = hmac::sign(&self.key, token.as_ref());
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         TokenHash(out)

@@ -303,7 +303,7 @@ mod tests {
         known.forget(&first, 100).await;
         for n in 0..500 {
             known
-                .forget(&Token::parse(&format!("forged-{n}"), &hasher), 100)
+                .forget(&Token::parse(format!("forged-{n}"), &hasher), 100)
                 .await;
         }
         known.forget(&second, 100).await;

@@ -13,4 +13,4 @@ pub(crate) use jwks::{Verdict, Verifier};
 pub(crate) use known::{Generation, KnownTokens, lifetime};
 pub(crate) use reader::TokenReader;
 pub(crate) use token::epoch_now;
-pub use token::{Subject, Token, bearer_token};
+pub use token::{Subject, Token, bearer_bytes, bearer_token};

@@ -11,6 +11,8 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::page_headers::PageHeaders;
 use percent_encoding::percent_decode_str;
 
 use crate::ascii;
@@ -159,11 +161,16 @@ pub struct CacheKey {
 impl CacheKey {
     /// The key of a request by `subject` for `query` with these request headers.
     pub fn new(subject: Subject, query: PageQuery, headers: &HeaderMap) -> Self {
+        Self::asked(subject, query, &PageHeaders::of(headers))
+    }
+
+    /// The key of a request by `subject` for `query` whose headers are `asked`.
+    pub fn asked(subject: Subject, query: PageQuery, asked: &PageHeaders<'_>) -> Self {
         Self {
             subject,
             query,
-            accept: joined(headers, &header::ACCEPT),
-            prefer: joined(headers, &HeaderName::from_static("prefer")),
+            accept: asked.accept(),
+            prefer: asked.prefer(),
         }
     }
 
@@ -184,7 +191,7 @@ impl CacheKey {
 
 /// All values of a header as one, so that two headers and one comma-joined header key alike;
 /// none when `Connection` names the header.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+pub(super) fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     let mut values = headers.get_all(name).iter().peekable();
     let first = values.next()?;
     if hop_by_hop(headers, name) {

@@ -6,6 +6,7 @@ mod encoding;
 mod flight;
 mod invalidate;
 mod key;
+mod page_headers;
 mod status;
 mod store;
 
@@ -15,5 +16,6 @@ pub(crate) use encoding::vary_on_encoding;
 pub(crate) use flight::{Flights, Role};
 pub(crate) use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};
+pub use page_headers::PageHeaders;
 pub(crate) use status::CacheStatus;
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

@@ -12,7 +12,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
-use super::encoding::{Gzipped, accepts_gzip};
+use super::encoding::Gzipped;
 use super::key::CacheKey;
 use crate::config::CacheSettings;
 use crate::metrics::{CacheEvictions, Eviction};
@@ -58,11 +58,11 @@ impl CachedPage {
         }
     }
 
-    /// The headers and body a request gets: the gzip variant when it accepts gzip and the
+    /// The headers and body a request gets: the gzip variant when it `accepts_gzip` and the
     /// page has one, else the page as it is.
-    pub fn variant_for(&self, request: &HeaderMap) -> (&HeaderMap, &Bytes) {
+    pub fn variant_for(&self, accepts_gzip: bool) -> (&HeaderMap, &Bytes) {
         match &self.gzip {
-            Some(gzip) if accepts_gzip(request) => (&gzip.headers, &gzip.body),
+            Some(gzip) if accepts_gzip => (&gzip.headers, &gzip.body),
             _ => (&self.headers, &self.body),
         }
     }

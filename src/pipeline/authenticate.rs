@@ -63,11 +63,16 @@ pub(crate) async fn authenticate(
     token: &Token,
     now: u64,
 ) -> Result<Identity, ProxyError> {
-    if proxy.known.is_known(token, now) {
-        return Ok(Identity::KNOWN);
+    if let Some(identity) = known_here(proxy, token, now) {
+        return Ok(identity);
     }
-    // Boxed: the rest is off the hit path, and its future is large.
-    Box::pin(judge(proxy, live, raw_token, token, now)).await
+    judge(proxy, live, raw_token, token, now).await
+}
+
+/// The authenticate phase's answer without waiting, for a token known-valid here; `None`
+/// when the token must be judged (see [`authenticate`]).
+pub(crate) fn known_here(proxy: &Proxy, token: &Token, now: u64) -> Option<Identity> {
+    proxy.known.is_known(token, now).then_some(Identity::KNOWN)
 }
 
 /// The authenticate phase for a token not known-valid here.

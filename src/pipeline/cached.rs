@@ -1,7 +1,7 @@
 //! The cached route: a page query of `GET /export/connections`, in phases.
 //!
-//! 1. [`PageRequest::new`], authenticate and cache key: whether the token is known-valid and
-//!    trusted, and which page of whose it asks for;
+//! 1. authenticate and cache key ([`PageRequest::keyed`]): whether the token is known-valid
+//!    and trusted, and which page of whose it asks for;
 //! 2. [`cache_lookup`]: a fresh page is a hit; a stale one is served at once while a refresh
 //!    runs behind ([`refresh`]), or kept to fall back on;
 //! 3. [`fetch`]: the request's flight runs a [`fill`] (or joins the one running): a page
@@ -9,6 +9,11 @@
 //!    response, store and learn phases. A stale page is served instead when the upstream could
 //!    not answer; an answer too large to share is asked for again ([`ask_alone`]);
 //! 4. [`cache_status`]: the cache status, from what happened.
+//!
+//! The phases run in [`answer_now`], without waiting, as far as they can: for a token known
+//! here and a page in memory, that is to the answer, so a hit never builds a future. What
+//! needs waiting (judging a token not known here, the fetch) goes on in [`answer_later`],
+//! through the same phases.
 //!
 //! A page is served from memory only to a request whose token is known-valid, current, holds
 //! an accepted scope, and whose subject owns the page. Every other request goes upstream and
@@ -23,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::authenticate::authenticate;
+use super::authenticate::{Identity, authenticate, known_here};
 use super::forward::{self, Draw, Outbound};
 use super::learn::{Answer, Asked};
 use super::relay::{self, Buffering, Relayed, RelayedBody};
@@ -31,7 +36,9 @@ use super::shared::{Claim, Start};
 use super::{Proxy, RequestContext, SettingsState};
 use crate::auth::{Token, TokenHash, epoch_now};
 use crate::body::{self, ProxyBody};
-use crate::cache::{CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageQuery, Role};
+use crate::cache::{
+    CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageHeaders, PageQuery, Role,
+};
 use crate::error::ProxyError;
 use crate::ratelimit::Budgets;
 
@@ -97,11 +104,11 @@ impl Fetched {
         }
     }
 
-    /// The response for one sharer, whose request has `request` headers; `None` when its
-    /// body streamed to another.
-    fn response(&self, request: &HeaderMap) -> Option<Response<ProxyBody>> {
+    /// The response for one sharer, which accepts the gzip variant of a page or not; `None`
+    /// when its body streamed to another.
+    fn response(&self, gzip: bool) -> Option<Response<ProxyBody>> {
         let (status, headers, body) = match self {
-            Self::Reused { held, .. } => return Some(hit_response(held, request)),
+            Self::Reused { held, .. } => return Some(hit_response(held, gzip)),
             Self::Answered {
                 status,
                 headers,
@@ -218,9 +225,7 @@ pub(crate) fn page_query(parts: &request::Parts, query: Option<&str>) -> Option<
 
 /// A request of the cached route, authenticated and keyed.
 #[derive(Debug)]
-struct PageRequest<'r> {
-    /// Its headers: a page served from memory comes in the variant they accept.
-    headers: &'r HeaderMap,
+pub(crate) struct PageRequest {
     token: Token,
     key: CacheKey,
     /// Its token is genuine: its calls draw from its client app's budget (see
@@ -232,42 +237,44 @@ struct PageRequest<'r> {
     usable: bool,
     /// It asked that no stored page be used.
     no_cache: bool,
+    /// It accepts the gzip variant of a page.
+    gzip: bool,
     /// A page is stored that it may not use (not `known`, or `no_cache`).
     passes_over: bool,
     /// The purge epoch it arrived in.
     epoch: u64,
 }
 
-impl<'r> PageRequest<'r> {
-    /// The authenticate and cache-key phases.
-    async fn new(
+impl PageRequest {
+    /// The cache-key phase, for a request with `headers` whose token the authenticate phase
+    /// judged `identity` at `now`.
+    fn keyed(
         proxy: &Proxy,
         live: &SettingsState,
-        parts: &'r request::Parts,
-        raw_token: &str,
+        headers: &HeaderMap,
+        token: Token,
+        identity: Identity,
         query: PageQuery,
-        epoch: u64,
-    ) -> Result<Self, ProxyError> {
-        let token = proxy.tokens.read(raw_token);
-        let now = epoch_now();
+        (now, epoch): (u64, u64),
+    ) -> Self {
         let usable =
             token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
-        let identity = authenticate(proxy, live, raw_token, &token, now).await?;
         let known = identity.known && usable;
-        let no_cache = asks_no_cache(&parts.headers);
-        let key = CacheKey::new(token.subject.clone(), query, &parts.headers);
+        let asked = PageHeaders::of(headers);
+        let no_cache = asked.no_cache();
+        let key = CacheKey::asked(token.subject.clone(), query, &asked);
         let passes_over = (!known || no_cache) && proxy.cache.contains(&key);
-        Ok(Self {
-            headers: &parts.headers,
+        Self {
             token,
             key,
             trusted: identity.trusted,
             known,
             usable,
             no_cache,
+            gzip: asked.accepts_gzip(),
             passes_over,
             epoch,
-        })
+        }
     }
 
     /// Who may share its upstream call.
@@ -306,7 +313,7 @@ impl<'r> PageRequest<'r> {
 
 /// What the cache holds for a request, as far as it may use it.
 #[derive(Debug)]
-enum Found {
+pub(crate) enum Found {
     /// A fresh page.
     Fresh(HeldPage),
     /// A stale page to serve now; with `refresh`, a refresh is to start behind it (none
@@ -319,7 +326,7 @@ enum Found {
 }
 
 /// The lookup phase, for a request that may use the cache.
-fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
+fn cache_lookup(proxy: &Proxy, page: &PageRequest) -> Found {
     if !page.known || page.no_cache {
         return Found::Missing;
     }
@@ -341,51 +348,130 @@ fn cache_lookup(proxy: &Proxy, page: &PageRequest<'_>) -> Found {
     }
 }
 
+/// How far [`answer_now`] got with a page request.
+#[derive(Debug)]
+pub(crate) enum Now {
+    /// Answered from memory.
+    Answered(Response<ProxyBody>),
+    /// What is left needs waiting: [`answer_later`] goes on from here.
+    Later(Box<Pending>),
+}
+
+/// A page request that memory could not answer at once.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// Its token, read but not known-valid here: the authenticate phase must judge it (which
+    /// may ask the other replicas or fetch signing keys).
+    Judge { token: Token, query: PageQuery },
+    /// Authenticated and looked up; it needs the upstream (or a page stored meanwhile).
+    Fetch { page: PageRequest, found: Found },
+}
+
 /// Answers a page request of the cached route (its token already required by the route
-/// phase), and sets its cache status from what happened.
-pub(crate) async fn answer(
+/// phase) at once when its token is known-valid here and its page is in memory, fresh or
+/// stale (a refresh then starts behind it), and sets its cache status. Everything on this
+/// path is synchronous, so a hit costs no future; the rest goes on in [`answer_later`].
+pub(crate) fn answer_now(
+    proxy: &Arc<Proxy>,
+    live: &Arc<SettingsState>,
+    headers: &HeaderMap,
+    raw_token: &[u8],
+    outbound: impl Fn() -> Result<Outbound, ProxyError>,
+    query: PageQuery,
+    ctx: &mut RequestContext,
+) -> Result<Now, ProxyError> {
+    let token = proxy.tokens.read(raw_token);
+    let now = epoch_now();
+    let Some(identity) = known_here(proxy, &token, now) else {
+        return Ok(Now::Later(Box::new(Pending::Judge { token, query })));
+    };
+    let page = PageRequest::keyed(
+        proxy,
+        live,
+        headers,
+        token,
+        identity,
+        query,
+        (now, ctx.epoch),
+    );
+    let found = cache_lookup(proxy, &page);
+    match from_memory(proxy, live, &page, found, outbound)? {
+        Served::Page(happened, response) => {
+            ctx.cache = Some(cache_status(happened, page.passes_over));
+            Ok(Now::Answered(response))
+        }
+        Served::Not(found) => Ok(Now::Later(Box::new(Pending::Fetch { page, found }))),
+    }
+}
+
+/// Goes on with a page request [`answer_now`] left pending: authenticates its token if that
+/// is what was left, serves a page from memory if it now may, else fetches; sets its cache
+/// status from what happened.
+pub(crate) async fn answer_later(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
     parts: &request::Parts,
     raw_token: &str,
-    outbound: impl FnOnce() -> Result<Outbound, ProxyError>,
-    query: PageQuery,
+    outbound: impl Fn() -> Result<Outbound, ProxyError>,
+    pending: Box<Pending>,
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let page = PageRequest::new(proxy, live, parts, raw_token, query, ctx.epoch).await?;
-    let (happened, response) = match cache_lookup(proxy, &page) {
-        Found::Fresh(held) => (
-            Happened::served(&held, true),
-            Ok(hit_response(&held, page.headers)),
-        ),
-        Found::Stale { held, refresh } => {
-            if refresh {
-                self::refresh(proxy, live, &page, outbound()?);
-            }
-            (
-                Happened::served(&held, false),
-                Ok(hit_response(&held, page.headers)),
-            )
+    let headers = &parts.headers;
+    let (page, found) = match *pending {
+        Pending::Judge { token, query } => {
+            let now = epoch_now();
+            let identity = authenticate(proxy, live, raw_token, &token, now).await?;
+            let times = (now, ctx.epoch);
+            let page = PageRequest::keyed(proxy, live, headers, token, identity, query, times);
+            let found = cache_lookup(proxy, &page);
+            (page, found)
         }
-        // Boxed, as every step off the hit path: a hit's future stays small, and so do the
-        // copies made of it as it is polled.
-        Found::StaleIfError(held) => {
-            Box::pin(fetch(proxy, live, &page, outbound()?, Some(held), ctx)).await
+        Pending::Fetch { page, found } => (page, found),
+    };
+    let (happened, response) = match from_memory(proxy, live, &page, found, &outbound)? {
+        Served::Page(happened, response) => (happened, Ok(response)),
+        Served::Not(Found::StaleIfError(held)) => {
+            fetch(proxy, live, &page, outbound()?, Some(held), ctx).await
         }
-        Found::Missing => Box::pin(fetch(proxy, live, &page, outbound()?, None, ctx)).await,
+        Served::Not(_) => fetch(proxy, live, &page, outbound()?, None, ctx).await,
     };
     ctx.cache = Some(cache_status(happened, page.passes_over));
     response
 }
 
-/// The refresh of a stale page, behind its serving: a fill in the request's flight, and a
-/// failure makes the next refresh wait (see `RefreshBackoff`).
-fn refresh(
+/// What memory gives a request.
+enum Served {
+    /// A page, fresh, or stale with its refresh started behind it.
+    Page(Happened, Response<ProxyBody>),
+    /// Nothing to serve now; what was found goes to the fetch phase.
+    Not(Found),
+}
+
+/// Serves a page from memory, when the lookup found one to serve now.
+fn from_memory(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
-    page: &PageRequest<'_>,
-    outbound: Outbound,
-) {
+    page: &PageRequest,
+    found: Found,
+    outbound: impl Fn() -> Result<Outbound, ProxyError>,
+) -> Result<Served, ProxyError> {
+    let (held, fresh) = match found {
+        Found::Fresh(held) => (held, true),
+        Found::Stale { held, refresh } => {
+            if refresh {
+                self::refresh(proxy, live, page, outbound()?);
+            }
+            (held, false)
+        }
+        other => return Ok(Served::Not(other)),
+    };
+    let response = hit_response(&held, page.gzip);
+    Ok(Served::Page(Happened::served(&held, fresh), response))
+}
+
+/// The refresh of a stale page, behind its serving: a fill in the request's flight, and a
+/// failure makes the next refresh wait (see `RefreshBackoff`).
+fn refresh(proxy: &Arc<Proxy>, live: &Arc<SettingsState>, page: &PageRequest, outbound: Outbound) {
     let job = page.fill(live, outbound, Fallback::Stale, UpstreamTime::default());
     let refresh = fill(Arc::clone(proxy), Arc::clone(live), job);
     let (proxy, flight, key) = (Arc::clone(proxy), page.flight(), page.key.clone());
@@ -409,7 +495,7 @@ fn refresh(
 async fn fetch(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
-    page: &PageRequest<'_>,
+    page: &PageRequest,
     outbound: Outbound,
     stale: Option<HeldPage>,
     ctx: &mut RequestContext,
@@ -433,7 +519,7 @@ async fn fetch(
     {
         return (
             Happened::served(held, false),
-            Ok(hit_response(held, page.headers)),
+            Ok(hit_response(held, page.gzip)),
         );
     }
     if role == Role::Leader {
@@ -443,7 +529,7 @@ async fn fetch(
         Ok(fetched) => fetched,
         Err(error) => return (Happened::Failed, Err(error)),
     };
-    match fetched.response(page.headers) {
+    match fetched.response(page.gzip) {
         Some(response) => (fetched.happened(role), Ok(response)),
         None => {
             let response = ask_alone(proxy, live, page, &outbound, ctx).await;
@@ -457,7 +543,7 @@ async fn fetch(
 async fn ask_alone(
     proxy: &Proxy,
     live: &SettingsState,
-    page: &PageRequest<'_>,
+    page: &PageRequest,
     outbound: &Outbound,
     ctx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -638,10 +724,9 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
     }
 }
 
-/// A page served from memory, as the answer to a request with `request` headers (the
-/// variant it accepts).
-fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
-    let (stored, body) = held.page.variant_for(request);
+/// A page served from memory, in the variant the request accepts (gzip or not).
+fn hit_response(held: &HeldPage, gzip: bool) -> Response<ProxyBody> {
+    let (stored, body) = held.page.variant_for(gzip);
     // Copied into a map with room for what is added to every answer of the cached route
     // (`Age` here; `Cache-Control`, `Vary`, `Cache-Status` and `x-request-id` by the finish
     // phase): a clone would be full, and the first insert would move it all.
@@ -658,20 +743,6 @@ fn hit_response(held: &HeldPage, request: &HeaderMap) -> Response<ProxyBody> {
 /// Headers added to a page served from memory after its stored ones.
 const ADDED_ON_HIT: usize = 5;
 
-/// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or
-/// `Pragma: no-cache`).
-fn asks_no_cache(headers: &HeaderMap) -> bool {
-    let has = |name: header::HeaderName| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"))
-    };
-    has(header::CACHE_CONTROL) || has(header::PRAGMA)
-}
-
 /// Whether the body is in a content coding other than identity (such a body is not stored,
 /// since the stored headers would not describe it).
 fn encoded(headers: &HeaderMap) -> bool {
@@ -684,20 +755,6 @@ fn encoded(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_cache_is_read_from_either_header() {
-        let mut headers = HeaderMap::new();
-        assert!(!asks_no_cache(&headers));
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("max-age=0, No-Cache"),
-        );
-        assert!(asks_no_cache(&headers));
-        let mut pragma = HeaderMap::new();
-        pragma.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        assert!(asks_no_cache(&pragma));
-    }
 
     #[test]
     fn the_cache_status_follows_from_what_happened() {

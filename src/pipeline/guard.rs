@@ -3,8 +3,9 @@
 //! path to route on under the public path prefix.
 
 use http::uri::PathAndQuery;
-use http::{Method, Version, header, request};
+use http::{Method, Version, request};
 
+use super::head_scan::HeadScan;
 use crate::error::ProxyError;
 
 /// The longest request target (path and query) accepted; longer ones get 414. Real API
@@ -20,7 +21,7 @@ pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Never an open proxy. CONNECT, absolute-form targets on HTTP/1 (which name a host)
 /// and targets that are not a path are refused before anything is forwarded.
-pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
+pub(crate) fn guard(parts: &request::Parts, scan: &HeadScan) -> Result<(), ProxyError> {
     let target_length = parts
         .uri
         .path_and_query()
@@ -28,10 +29,7 @@ pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
     if target_length > MAX_URI_BYTES {
         return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
     }
-    let header_bytes: usize = (parts.headers.iter())
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if parts.headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
+    if scan.count > MAX_HEADER_COUNT || scan.bytes > MAX_HEADER_BYTES {
         return Err(ProxyError::HeadersTooLarge {
             max_count: MAX_HEADER_COUNT,
             max_bytes: MAX_HEADER_BYTES,
@@ -66,7 +64,7 @@ pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
     }
     // Which of several credentials counts would be the upstream's choice, not the proxy's:
     // one token could be keyed while another is verified.
-    if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+    if scan.authorizations > 1 {
         return Err(ProxyError::InvalidRequest(
             "A request must carry at most one Authorization header.",
         ));
@@ -76,13 +74,8 @@ pub(crate) fn guard(parts: &request::Parts) -> Result<(), ProxyError> {
 
 /// Refuses, before anything is sent upstream, a body whose `Content-Length` is over
 /// `server.max_request_body` (a streamed body is cut when it passes the limit instead).
-pub(crate) fn body_size(parts: &request::Parts, max: u64) -> Result<(), ProxyError> {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
+pub(crate) fn body_size(scan: &HeadScan, max: u64) -> Result<(), ProxyError> {
+    match scan.content_length {
         Some(length) if length > max => Err(ProxyError::PayloadTooLarge { max }),
         _ => Ok(()),
     }
@@ -136,7 +129,12 @@ pub(crate) fn strip_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
     use http::{HeaderValue, Request};
+
+    fn guarded(parts: &request::Parts) -> Result<(), ProxyError> {
+        guard(parts, &HeadScan::of(&parts.headers))
+    }
 
     fn parts(uri: &str, version: Version, method: Method) -> request::Parts {
         let (parts, ()) = Request::builder()
@@ -152,7 +150,7 @@ mod tests {
     #[test]
     fn guard_refuses_open_proxy_requests() {
         assert!(
-            guard(&parts(
+            guarded(&parts(
                 "http://evil.example/x",
                 Version::HTTP_11,
                 Method::GET
@@ -160,17 +158,17 @@ mod tests {
             .is_err()
         );
         assert!(
-            guard(&parts(
+            guarded(&parts(
                 "evil.example:443",
                 Version::HTTP_11,
                 Method::CONNECT
             ))
             .is_err()
         );
-        assert!(guard(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
-        assert!(guard(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
+        assert!(guarded(&parts("*", Version::HTTP_11, Method::OPTIONS)).is_err());
+        assert!(guarded(&parts("/export/connections", Version::HTTP_11, Method::GET)).is_ok());
         assert!(
-            guard(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
+            guarded(&parts("http://proxy.local/x", Version::HTTP_2, Method::GET)).is_ok(),
             "h2 always carries an authority; it is ignored, never routed on"
         );
     }
@@ -197,29 +195,32 @@ mod tests {
 
     #[test]
     fn guard_refuses_ambiguous_requests() {
-        assert!(guard(&parts("/a/../b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/%2E%2e/b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/./b", Version::HTTP_11, Method::GET)).is_err());
-        assert!(guard(&parts("/a/..b/c.d", Version::HTTP_11, Method::GET)).is_ok());
+        assert!(guarded(&parts("/a/../b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guarded(&parts("/a/%2E%2e/b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guarded(&parts("/a/./b", Version::HTTP_11, Method::GET)).is_err());
+        assert!(guarded(&parts("/a/..b/c.d", Version::HTTP_11, Method::GET)).is_ok());
         let mut two = parts("/export/connections", Version::HTTP_11, Method::GET);
         two.headers
             .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
-        assert!(guard(&two).is_ok());
+        assert!(guarded(&two).is_ok());
         two.headers
             .append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
-        assert!(guard(&two).is_err());
+        assert!(guarded(&two).is_err());
     }
 
     #[test]
     fn declared_bodies_over_the_limit_are_refused() {
         let mut post = parts("/export/connections", Version::HTTP_11, Method::POST);
-        assert!(body_size(&post, 10).is_ok(), "no body");
+        assert!(
+            body_size(&HeadScan::of(&post.headers), 10).is_ok(),
+            "no body"
+        );
         post.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
-        assert!(body_size(&post, 10).is_ok());
+        assert!(body_size(&HeadScan::of(&post.headers), 10).is_ok());
         post.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
-        let error = body_size(&post, 10).unwrap_err();
+        let error = body_size(&HeadScan::of(&post.headers), 10).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error.code(), "PayloadTooLarge");
     }
@@ -233,13 +234,13 @@ mod tests {
                 HeaderValue::from_static("1"),
             );
         }
-        assert_eq!(guard(&many).unwrap_err().code(), "HeadersTooLarge");
+        assert_eq!(guarded(&many).unwrap_err().code(), "HeadersTooLarge");
         let mut large = parts("/x", Version::HTTP_11, Method::GET);
         let value = "v".repeat(MAX_HEADER_BYTES);
         large
             .headers
             .insert("x-large", HeaderValue::from_str(&value).unwrap());
-        let error = guard(&large).unwrap_err();
+        let error = guarded(&large).unwrap_err();
         assert_eq!(
             error.status(),
             http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -249,7 +250,7 @@ mod tests {
     #[test]
     fn overlong_targets_are_refused() {
         let long = format!("/export/connections?imodelId={}", "a".repeat(MAX_URI_BYTES));
-        let error = guard(&parts(&long, Version::HTTP_11, Method::GET)).unwrap_err();
+        let error = guarded(&parts(&long, Version::HTTP_11, Method::GET)).unwrap_err();
         assert_eq!(error.status(), http::StatusCode::URI_TOO_LONG);
         assert_eq!(error.code(), "UriTooLong");
     }

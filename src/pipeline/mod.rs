@@ -1,16 +1,19 @@
 //! One request, start to finish, as a sequence of named phases sharing a [`RequestContext`]:
 //!
-//! 1. [`Proxy::handle`] starts: the request id (`request_id`), taken from the client or made,
-//!    and the request's span;
-//! 2. `Proxy::route`: `guard` refuses what would make the proxy an open proxy and bodies over
-//!    `server.max_request_body`; `guard::strip_prefix` removes the public path prefix and the
-//!    route template is named; on the cached route (a GET or HEAD of the connections list)
-//!    the bearer token is required, here and only here; the outbound request
-//!    (`forward::Outbound`) is built when a branch calls the upstream (never on a hit), at
-//!    most once for the whole request;
-//! 3. one branch of three:
-//!    - a page query on the cached route: `cached::answer` (authenticate, cache key, lookup,
-//!      fetch with its fill, cache status: see `cached`);
+//! 1. [`Proxy::handle`] starts: one pass over the request's headers (`head_scan`), the request
+//!    id (`request_id`), taken from the client or made, and the request's span;
+//! 2. `Proxy::route`, without waiting: `guard` refuses what would make the proxy an open proxy
+//!    and bodies over `server.max_request_body`; `guard::strip_prefix` removes the public path
+//!    prefix and the route template is named; on the cached route (a GET or HEAD of the
+//!    connections list) the bearer token is required, here and only here; a page query goes
+//!    to `cached::answer_now`, which answers a hit (a token known here, a page in memory)
+//!    then and there: a hit builds no future. The outbound request (`forward::Outbound`) is
+//!    built when a branch calls the upstream (never on a hit), at most once for the whole
+//!    request;
+//! 3. what needs waiting goes on in one boxed future, `Proxy::proceed`, down one branch of
+//!    three:
+//!    - a page query left by `cached::answer_now`: `cached::answer_later` (authenticate,
+//!      cache key, lookup, fetch with its fill, cache status: see `cached`);
 //!    - a write: `Proxy::write`, run to completion on its own task: a pass-through, then
 //!      `Proxy::after_write` evicts what it made stale and announces it to the other
 //!      replicas;
@@ -22,9 +25,9 @@
 //!    response phase: headers cleaned, a JSON body read whole and rewritten) and
 //!    `Proxy::learn` (`learn`: known-token bookkeeping and connections' iModels, in one
 //!    place); a fill stores its answer between the last two;
-//! 5. [`Proxy::handle`] finishes: `Cache-Control: private` and `Cache-Status` on the cached
-//!    route, the request id, one metric (`Proxy::finish`), and the request line once the
-//!    response is sent (`access`).
+//! 5. `Proxy::end` finishes every request: `Cache-Control: private` and `Cache-Status` on the
+//!    cached route, the request id, one metric (`Proxy::finish`), and the request line once
+//!    the response is sent (`access`).
 
 mod access;
 mod authenticate;
@@ -32,16 +35,21 @@ mod cached;
 mod context;
 mod forward;
 mod guard;
+mod head_scan;
 mod learn;
 mod relay;
 mod reload;
 mod request_id;
 mod shared;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use futures_util::future::Either;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
@@ -52,7 +60,8 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
+    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_bytes,
+    bearer_token,
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{
@@ -69,6 +78,7 @@ use crate::telemetry::request_span;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Draw, Outbound};
 use guard::{guard, strip_prefix};
+use head_scan::HeadScan;
 use learn::{Answer, Asked};
 use relay::Buffering;
 use request_id::{REQUEST_ID, RequestIds};
@@ -221,27 +231,31 @@ impl Proxy {
     }
 
     /// Answers one request from `client`. Never fails: every error becomes its response.
-    pub(crate) async fn handle(
+    ///
+    /// The route phase runs at once, without waiting: a page served from memory is answered
+    /// there, and only a request that needs waiting (an upstream call, a token to judge)
+    /// gets a future, boxed, to go on in.
+    pub(crate) fn handle(
         self: Arc<Self>,
         request: Request<RequestBody>,
         client: SocketAddr,
-    ) -> Response<ProxyBody> {
+    ) -> Answering {
         let started = Instant::now();
         let mut ctx = RequestContext {
             epoch: self.cache.epoch(),
             ..RequestContext::default()
         };
         let live = self.live.load_full();
-        let method = request.method().clone();
+        let scan = HeadScan::of(request.headers());
         // Sent upstream (see `Outbound`) and answered, whatever came back.
-        let request_id = self.request_ids.for_request(request.headers());
+        let request_id = self.request_ids.for_request(&scan);
         // Only what warnings logged during the request need: the request line carries the
         // rest itself (`access`), without the cost of formatting span fields.
         let span = tracing::info_span!(
             target: request_span::TARGET,
             request_span::NAME,
             request_id = request_id.to_str().unwrap_or_default(),
-            http.method = %method,
+            http.method = %request.method(),
             http.path = request.uri().path(),
         );
         let arrived = access::Arrived::when_logged(
@@ -252,14 +266,44 @@ impl Proxy {
             &span,
             started,
         );
-        let mut response = match self
-            .route(&live, request, client, &request_id, &mut ctx)
-            .instrument(span.clone())
-            .await
-        {
+        let ending = Ending {
+            method: request.method().clone(),
+            request_id,
+            span,
+            arrived,
+            started,
+        };
+        let routed = ending
+            .span
+            .in_scope(|| self.route(&live, request, &scan, client, &ending.request_id, &mut ctx));
+        let result = match routed {
+            Ok(Routed::Answered(response)) => Ok(response),
+            Ok(Routed::Later(later)) => {
+                return Either::Right(Box::pin(async move {
+                    let result = (self.proceed(&live, later, &mut ctx))
+                        .instrument(ending.span.clone())
+                        .await;
+                    self.end(result, &ctx, ending)
+                }));
+            }
+            Err(error) => Err(error),
+        };
+        Either::Left(std::future::ready(self.end(result, &ctx, ending)))
+    }
+
+    /// The end of every request: an error becomes its response; `Cache-Control: private` and
+    /// `Cache-Status` on the cached route, the request id, one metric, and the request line
+    /// once the response is sent.
+    fn end(
+        &self,
+        result: Result<Response<ProxyBody>, ProxyError>,
+        ctx: &RequestContext,
+        ending: Ending,
+    ) -> Response<ProxyBody> {
+        let mut response = match result {
             Ok(response) => response,
             Err(error) => {
-                span.in_scope(|| {
+                ending.span.in_scope(|| {
                     if error.status().is_server_error() {
                         tracing::warn!(%error, code = error.code(), "request failed");
                     } else {
@@ -277,32 +321,34 @@ impl Proxy {
                 headers.insert("cache-status", status.header_value());
             }
         }
-        response.headers_mut().insert(REQUEST_ID, request_id);
-        self.finish(&method, &ctx, &response, started);
-        match arrived {
+        response.headers_mut().insert(REQUEST_ID, ending.request_id);
+        self.finish(&ending.method, ctx, &response, ending.started);
+        match ending.arrived {
             Some(arrived) => {
-                let line = arrived.answered(&ctx, response.status());
+                let line = arrived.answered(ctx, response.status());
                 response.map(|body| access::log_when_sent(line, body))
             }
             None => response,
         }
     }
 
-    /// The route phase: guards, strips the public path prefix and dispatches: a page query
-    /// of the cached route to [`cached::answer`], the rest of the cached route (the bypass)
-    /// and every other route to [`Proxy::pass_through`], a write through [`Proxy::write`].
-    async fn route(
+    /// The route phase, as far as it goes without waiting: guards, strips the public path
+    /// prefix and dispatches. A page query of the cached route goes to
+    /// [`cached::answer_now`], which answers it when memory can; a write, the rest of the
+    /// cached route (the bypass) and every other route are left for [`Proxy::proceed`].
+    fn route(
         self: &Arc<Self>,
         live: &Arc<SettingsState>,
         request: Request<RequestBody>,
+        scan: &HeadScan,
         client: SocketAddr,
         request_id: &HeaderValue,
         ctx: &mut RequestContext,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Routed, ProxyError> {
         let (parts, mut body) = request.into_parts();
-        guard(&parts)?;
+        guard(&parts, scan)?;
         let max_body = live.settings.server.max_request_body;
-        guard::body_size(&parts, max_body)?;
+        guard::body_size(scan, max_body)?;
         body.limit(max_body);
         let path = strip_prefix(&live.public_prefix, &parts)?;
         ctx.route = route_template(path.path());
@@ -312,22 +358,67 @@ impl Proxy {
             true => Some(required_bearer(&parts.headers)?),
             false => None,
         };
-        // Built on demand: a hit never needs it.
-        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
-        if let Some(write) = Write::classify(&parts.method, path.path()) {
-            let outbound = outbound()?;
-            return Box::pin(self.write(live, parts, outbound, body, write, ctx)).await;
+        let step = if let Some(write) = Write::classify(&parts.method, path.path()) {
+            Step::Write(write)
+        } else if let (Some(raw_token), Some(query)) =
+            (raw_token, cached::page_query(&parts, path.query()))
+        {
+            // Built on demand: a hit never needs it.
+            let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
+            let headers = &parts.headers;
+            match cached::answer_now(self, live, headers, raw_token, outbound, query, ctx)? {
+                cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
+                cached::Now::Later(pending) => Step::Page(pending),
+            }
+        } else {
+            Step::PassThrough
+        };
+        Ok(Routed::Later(Box::new(Later {
+            parts,
+            body,
+            path,
+            client,
+            request_id: request_id.clone(),
+            step,
+        })))
+    }
+
+    /// The rest of a request the route phase left: a write, a page query that needs waiting,
+    /// or a pass-through.
+    async fn proceed(
+        self: &Arc<Self>,
+        live: &Arc<SettingsState>,
+        later: Box<Later>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Later {
+            parts,
+            body,
+            path,
+            client,
+            request_id,
+            step,
+        } = *later;
+        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), &request_id);
+        match step {
+            Step::Write(write) => {
+                let outbound = outbound()?;
+                self.write(live, parts, outbound, body, write, ctx).await
+            }
+            Step::Page(pending) => {
+                // Required, and found, by the route phase; as text for a signature check.
+                let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::NotBearer)?;
+                cached::answer_later(self, live, &parts, raw_token, outbound, pending, ctx).await
+            }
+            Step::PassThrough => {
+                let outbound = outbound()?;
+                if ctx.cached_route {
+                    ctx.cache = Some(crate::cache::CacheStatus::Bypass);
+                }
+                let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
+                Ok(relayed.into_response())
+            }
         }
-        let page_query = cached::page_query(&parts, path.query());
-        if let (Some(raw_token), Some(query)) = (raw_token, page_query) {
-            return cached::answer(self, live, &parts, raw_token, outbound, query, ctx).await;
-        }
-        let outbound = outbound()?;
-        if ctx.cached_route {
-            ctx.cache = Some(crate::cache::CacheStatus::Bypass);
-        }
-        let relayed = Box::pin(self.pass_through(live, &parts, outbound, body, ctx)).await?;
-        Ok(relayed.into_response())
     }
 
     /// A write: forwarded, then what it made stale evicted, on a task of its own, so that a write the upstream may have received is followed by its eviction even
@@ -457,10 +548,54 @@ impl Proxy {
     }
 }
 
+/// The answer to a request: ready at once (a page from memory, a refusal), or to come.
+pub(crate) type Answering = Either<
+    std::future::Ready<Response<ProxyBody>>,
+    Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>,
+>;
+
+/// How far the route phase got without waiting.
+enum Routed {
+    /// Answered from memory.
+    Answered(Response<ProxyBody>),
+    /// The rest needs waiting.
+    Later(Box<Later>),
+}
+
+/// A request the route phase left for [`Proxy::proceed`], with what it found out.
+struct Later {
+    parts: request::Parts,
+    body: RequestBody,
+    /// The path and query under the public prefix.
+    path: PathAndQuery,
+    client: SocketAddr,
+    request_id: HeaderValue,
+    step: Step,
+}
+
+/// Where a request left by the route phase goes.
+enum Step {
+    /// A write under `/export/connections`.
+    Write(Write),
+    /// A page query of the cached route, as far as [`cached::answer_now`] got.
+    Page(Box<cached::Pending>),
+    /// Anything else, the cached route's bypass included.
+    PassThrough,
+}
+
+/// What the end of a request needs from its start.
+struct Ending {
+    method: Method,
+    request_id: HeaderValue,
+    span: tracing::Span,
+    arrived: Option<access::Arrived>,
+    started: Instant,
+}
+
 /// The client's bearer token, checked once for the cached route: without one the request is
 /// refused (401) before anything else happens.
-fn required_bearer(headers: &HeaderMap) -> Result<&str, ProxyError> {
-    bearer_token(headers).ok_or_else(|| match headers.contains_key(header::AUTHORIZATION) {
+fn required_bearer(headers: &HeaderMap) -> Result<&[u8], ProxyError> {
+    bearer_bytes(headers).ok_or_else(|| match headers.contains_key(header::AUTHORIZATION) {
         true => ProxyError::NotBearer,
         false => ProxyError::MissingAuthorization,
     })

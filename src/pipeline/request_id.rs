@@ -4,13 +4,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
+
+use super::head_scan::HeadScan;
 
 /// The header that carries the id, both ways.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The W3C trace context header.
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The longest client id taken as is.
 const MAX_LEN: usize = 128;
@@ -41,13 +43,12 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
-    /// The id of a request with these headers.
-    pub(crate) fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(own) = headers.get(REQUEST_ID).filter(|v| usable(v.as_bytes())) {
+    /// The id of a request whose headers were `scan`ned.
+    pub(crate) fn for_request(&self, scan: &HeadScan) -> HeaderValue {
+        if let Some(own) = scan.request_id.as_ref().filter(|v| usable(v.as_bytes())) {
             return own.clone();
         }
-        headers
-            .get(TRACEPARENT)
+        (scan.traceparent.as_ref())
             .and_then(|v| from_traceparent(v.as_bytes()))
             .unwrap_or_else(|| self.generate())
     }
@@ -106,6 +107,7 @@ fn write_hex(out: &mut [u8], value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn id(pairs: &[(&'static str, &'static str)]) -> String {
         let mut headers = HeaderMap::new();
@@ -113,7 +115,10 @@ mod tests {
             headers.append(*name, HeaderValue::from_static(value));
         }
         let ids = RequestIds::default();
-        ids.for_request(&headers).to_str().unwrap().to_owned()
+        ids.for_request(&HeadScan::of(&headers))
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
     #[test]
@@ -123,7 +128,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_str(&longest).unwrap());
         assert_eq!(
-            RequestIds::default().for_request(&headers),
+            RequestIds::default().for_request(&HeadScan::of(&headers)),
             longest.as_str()
         );
     }
@@ -134,7 +139,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_str(&too_long).unwrap());
         let ids = RequestIds::default();
-        assert_ne!(ids.for_request(&headers), too_long.as_str());
+        assert_ne!(ids.for_request(&HeadScan::of(&headers)), too_long.as_str());
         for bad in ["", "has space", "tab\tin"] {
             let generated = id(&[("x-request-id", bad)]);
             assert_eq!(generated.len(), 32, "{bad:?} -> {generated}");
@@ -168,8 +173,8 @@ mod tests {
     fn generated_ids_differ() {
         let ids = RequestIds::default();
         let headers = HeaderMap::new();
-        let first = ids.for_request(&headers);
-        let second = ids.for_request(&headers);
+        let first = ids.for_request(&HeadScan::of(&headers));
+        let second = ids.for_request(&HeadScan::of(&headers));
         assert_ne!(first, second);
         assert!(
             first

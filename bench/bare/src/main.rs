@@ -1,12 +1,14 @@
 //! `bare-hyper`: the yardstick of bench/run.sh. A hyper 1.x server (HTTP/1.1 and HTTP/2, one
 //! tokio multi-thread runtime, as itwin-proxy) that answers each request with bytes held in a
-//! `Bytes`, chosen by the request's path, and does nothing else: no parsing of the query or the
-//! token, no logging, no metrics. What itwin-proxy spends on a cache hit beyond this is the
-//! cost of its own work. It allocates with mimalloc, as itwin-proxy does, so that the
+//! `Bytes`, chosen by the request target (path and query, compared whole, so that it is asked
+//! exactly what itwin-proxy is asked and hyper parses the same request), and does nothing else:
+//! no parsing of the query or the token, no logging, no metrics. What itwin-proxy spends on a
+//! cache hit beyond this is the cost of its own work. It allocates with mimalloc, as itwin-proxy does, so that the
 //! allocator is no part of the difference.
 //!
-//! Usage: `bare-hyper LISTEN_ADDR PATH=FILE...`, e.g.
-//! `bare-hyper 127.0.0.1:28090 /small=page-10.json /large=page-1000.json`. Other paths get 404.
+//! Usage: `bare-hyper LISTEN_ADDR TARGET=FILE...` (split at the last `=`), e.g.
+//! `bare-hyper 127.0.0.1:28090 '/list?top=10=page-10.json' /large=page-1000.json`. Other
+//! targets get 404.
 //! Stops on SIGTERM or Ctrl-C.
 
 use std::collections::HashMap;
@@ -28,7 +30,8 @@ use tokio::signal::unix::{SignalKind, signal};
 type Pages = Arc<HashMap<String, Bytes>>;
 
 fn answer(pages: &Pages, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut response = match pages.get(request.uri().path()) {
+    let target = request.uri().path_and_query().map_or("/", |t| t.as_str());
+    let mut response = match pages.get(target) {
         Some(body) => Response::new(Full::new(body.clone())),
         None => {
             let mut response = Response::new(Full::new(Bytes::new()));
@@ -43,7 +46,7 @@ fn answer(pages: &Pages, request: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("bare-hyper: {problem}\nusage: bare-hyper LISTEN_ADDR PATH=FILE...");
+    eprintln!("bare-hyper: {problem}\nusage: bare-hyper LISTEN_ADDR TARGET=FILE...");
     std::process::exit(2)
 }
 
@@ -60,11 +63,11 @@ async fn main() {
     };
     let mut pages = HashMap::new();
     for arg in args {
-        let Some((path, file)) = arg.split_once('=') else {
-            usage(&format!("{arg:?} is not PATH=FILE"))
+        let Some((target, file)) = arg.rsplit_once('=') else {
+            usage(&format!("{arg:?} is not TARGET=FILE"))
         };
         match std::fs::read(file) {
-            Ok(bytes) => pages.insert(path.to_owned(), Bytes::from(bytes)),
+            Ok(bytes) => pages.insert(target.to_owned(), Bytes::from(bytes)),
             Err(e) => usage(&format!("{file}: {e}")),
         };
     }
