@@ -568,7 +568,7 @@ callgrind_ir() { # what(proxy-off|proxy-on|bare) n
     python3 "$WORK/hits.py" "$CG_PORT" "$path" "$2" "$TOKEN" "$hit" || die "callgrind run failed"
     # Counted up to here (a dump, to "$out.1"): what shutting down costs varies from run to
     # run (freeing what the caches deferred, say) and is no part of a hit.
-    callgrind_control --dump "$pid" >/dev/null || die "callgrind_control failed"
+    callgrind_control --dump "$pid" >/dev/null 2>&1 || die "callgrind_control failed"
     kill -TERM "$pid"
     wait "$pid" || true
     awk '/^(summary|totals):/ { print $2; exit }' "$out.1"

@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tokio::time::Instant;
 
 use crate::recent::Recent;
 
@@ -442,9 +443,12 @@ impl Drop for Queued<'_> {
 }
 
 impl Metrics {
-    /// Counts one answered request and the time to its response head.
-    pub fn record_request(&self, labels: RequestLabels, seconds: f64) {
-        self.recent.record_request(labels.cache);
+    /// Counts one answered request, which started at `started`, and the time from then to
+    /// now, its response head.
+    pub fn record_request(&self, labels: RequestLabels, started: Instant) {
+        let now = Instant::now();
+        let seconds = now.saturating_duration_since(started).as_secs_f64();
+        self.recent.record_request(labels.cache, now);
         let count = |series: &RequestSeries| {
             series.duration.observe(seconds);
             series.count.inc();
@@ -692,7 +696,7 @@ mod tests {
                 status: 200,
                 cache: "hit",
             },
-            0.002,
+            Instant::now(),
         );
         metrics.record_upstream(200, 0.01);
         metrics.record_upstream_failure("connect", 0.01);

@@ -125,8 +125,8 @@ impl Recent {
     }
 
     /// Adds `counts` to the current interval and to the totals.
-    fn add(&self, counts: Counts) {
-        let interval = self.interval_at(Instant::now());
+    fn add(&self, counts: Counts, now: Instant) {
+        let interval = self.interval_at(now);
         let mut ring = self.ring();
         ring.totals.add(&counts);
         let index = usize::try_from(interval % SLOTS as u64).unwrap_or_default();
@@ -140,30 +140,37 @@ impl Recent {
         slot.counts.add(&counts);
     }
 
-    /// Counts one answered request with its `cache` label (see the request metric).
-    pub fn record_request(&self, cache: &str) {
+    /// Counts one answered request with its `cache` label (see the request metric), answered
+    /// `now`.
+    pub fn record_request(&self, cache: &str, now: Instant) {
         let lookup = matches!(
             cache,
             "hit" | "shared" | "stale" | "miss" | "collapsed" | "request"
         );
         let hit = matches!(cache, "hit" | "shared" | "stale");
-        self.add(Counts {
-            requests: 1,
-            lookups: u64::from(lookup),
-            hits: u64::from(hit),
-            ..Counts::default()
-        });
+        self.add(
+            Counts {
+                requests: 1,
+                lookups: u64::from(lookup),
+                hits: u64::from(hit),
+                ..Counts::default()
+            },
+            now,
+        );
     }
 
     /// Counts one upstream call answered with `status`; a 429 or a 5xx is also listed as an
     /// error.
     pub fn record_upstream(&self, status: u16) {
         let error = status == 429 || status >= 500;
-        self.add(Counts {
-            upstream_calls: 1,
-            upstream_errors: u64::from(error),
-            ..Counts::default()
-        });
+        self.add(
+            Counts {
+                upstream_calls: 1,
+                upstream_errors: u64::from(error),
+                ..Counts::default()
+            },
+            Instant::now(),
+        );
         if error {
             self.list_error(status.to_string());
         }
@@ -171,11 +178,14 @@ impl Recent {
 
     /// Counts one upstream call that got no answer, listed as an error of `class`.
     pub fn record_upstream_failure(&self, class: &str) {
-        self.add(Counts {
-            upstream_calls: 1,
-            upstream_errors: 1,
-            ..Counts::default()
-        });
+        self.add(
+            Counts {
+                upstream_calls: 1,
+                upstream_errors: 1,
+                ..Counts::default()
+            },
+            Instant::now(),
+        );
         self.list_error(class.to_owned());
     }
 
@@ -237,9 +247,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn intervals_roll_and_old_ones_are_forgotten() {
         let recent = Recent::default();
-        recent.record_request("hit");
-        recent.record_request("miss");
-        recent.record_request("none");
+        recent.record_request("hit", Instant::now());
+        recent.record_request("miss", Instant::now());
+        recent.record_request("none", Instant::now());
         recent.record_upstream(200);
         let snapshot = recent.snapshot();
         assert_eq!(snapshot.intervals.len(), SLOTS);
@@ -249,7 +259,7 @@ mod tests {
         assert_eq!(current.upstream_calls, 1);
 
         tokio::time::advance(INTERVAL).await;
-        recent.record_request("stale");
+        recent.record_request("stale", Instant::now());
         let snapshot = recent.snapshot();
         assert_eq!(snapshot.intervals[SLOTS - 2].lookups, 2);
         assert_eq!(snapshot.intervals[SLOTS - 1].hits, 1);
@@ -258,7 +268,7 @@ mod tests {
 
         // A full turn later the slot of the first interval is reused, not added to.
         tokio::time::advance(INTERVAL * (SLOTS as u32 - 1)).await;
-        recent.record_request("miss");
+        recent.record_request("miss", Instant::now());
         let snapshot = recent.snapshot();
         assert_eq!(
             snapshot.last(SLOTS).lookups,

@@ -146,6 +146,19 @@ impl RequestBody {
         (Request::from_parts(parts, body), tail)
     }
 
+    /// No body at all, for requests made in tests.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: u64::MAX,
+            read: 0,
+            stall: Duration::MAX,
+            deadline: None,
+            tail: BodyTail(None),
+        }
+    }
+
     /// Bounds the body to `max` bytes: past it, reading fails with
     /// [`RequestBodyError::TooLarge`].
     pub(crate) fn limit(&mut self, max: u64) {

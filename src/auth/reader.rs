@@ -42,7 +42,7 @@ type Shard = HashMap<u64, Remembered, BuildHasherDefault<PreHashed>>;
 #[derive(Debug)]
 struct Remembered {
     /// The whole keyed hash, compared in constant time.
-    check: [u8; 16],
+    check: [u64; 2],
     token: Token,
 }
 
@@ -61,16 +61,15 @@ impl TokenReader {
         let key = self.hasher.table_key();
         let mut sip = SipHasher13::new_with_keys(key.0, key.1);
         sip.write(raw);
-        let check = sip.finish128().as_bytes();
-        let (low, _) = check.split_at(8);
-        let mut slot = [0u8; 8];
-        slot.copy_from_slice(low);
-        let slot = u64::from_le_bytes(slot);
+        let hash = sip.finish128();
+        let (slot, check) = (hash.h1, [hash.h1, hash.h2]);
         let shard = &self.shards[(slot as usize) % SHARDS];
         {
             let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(remembered) = shard.get(&slot)
-                && bool::from(remembered.check.ct_eq(&check))
+                && bool::from(
+                    remembered.check[0].ct_eq(&check[0]) & remembered.check[1].ct_eq(&check[1]),
+                )
             {
                 return remembered.token.clone();
             }
@@ -165,7 +164,7 @@ mod tests {
             marked,
             "served from the table"
         );
-        with_entry(&|entry| entry.check[15] ^= 1);
+        with_entry(&|entry| entry.check[1] ^= 1 << 63);
         assert_ne!(
             reader.read("opaque").subject,
             marked,

@@ -86,8 +86,15 @@ fn is_zero_quality(param: &[u8]) -> bool {
             .is_some_and(|q| q <= 0.0)
 }
 
+/// Adds the headers every answer of the cached route carries: `Cache-Control: private` (a
+/// page is one user's data, for no shared cache to keep) and `Accept-Encoding` in `Vary`.
+pub(crate) fn private_and_varying(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    vary_on_encoding(headers);
+}
+
 /// Adds `Accept-Encoding` to a response's `Vary`, unless it is there already.
-pub(crate) fn vary_on_encoding(headers: &mut HeaderMap) {
+fn vary_on_encoding(headers: &mut HeaderMap) {
     let present = headers
         .get_all(header::VARY)
         .iter()

@@ -12,7 +12,7 @@ mod store;
 
 pub(crate) use backoff::RefreshBackoff;
 pub use encoding::Gzipped;
-pub(crate) use encoding::vary_on_encoding;
+pub(crate) use encoding::private_and_varying;
 pub(crate) use flight::{Flights, Role};
 pub(crate) use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};

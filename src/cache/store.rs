@@ -12,7 +12,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
-use super::encoding::Gzipped;
+use super::encoding::{Gzipped, private_and_varying};
 use super::key::CacheKey;
 use crate::config::CacheSettings;
 use crate::metrics::{CacheEvictions, Eviction};
@@ -31,7 +31,8 @@ const STORED_HEADERS: [HeaderName; 6] = [
 /// One stored 200 answer: links already rewritten, ready to clone onto a response.
 #[derive(Debug)]
 pub struct CachedPage {
-    /// The kept headers.
+    /// The kept headers, and those of every answer of the cached route (see
+    /// [`CachedPage::new`]).
     pub headers: HeaderMap,
     /// The rewritten body.
     pub body: Bytes,
@@ -42,7 +43,9 @@ pub struct CachedPage {
 }
 
 impl CachedPage {
-    /// A page from an upstream answer's headers (only those worth replaying are kept).
+    /// A page from an upstream answer's headers: those worth replaying are kept, and those
+    /// every answer of the cached route carries are added, so that a hit is these headers
+    /// copied, plus its own (`Age`, `Cache-Status`, the request id).
     pub fn new(headers: &HeaderMap, body: Bytes, stored_at: Instant) -> Self {
         let mut kept = HeaderMap::new();
         for name in &STORED_HEADERS {
@@ -50,6 +53,7 @@ impl CachedPage {
                 kept.append(name.clone(), value.clone());
             }
         }
+        private_and_varying(&mut kept);
         Self {
             headers: kept,
             body,
@@ -333,11 +337,18 @@ mod tests {
             panic!("fresh after 15 s");
         };
         assert_eq!((fresh.age_secs, fresh.ttl_secs), (15, 45));
+        let kept: Vec<_> = fresh
+            .page
+            .headers
+            .keys()
+            .map(|name| name.as_str())
+            .collect();
         assert_eq!(
-            fresh.page.headers.len(),
-            1,
-            "only replayable headers are kept"
+            kept,
+            ["content-type", "cache-control", "vary"],
+            "only replayable headers are kept, and the cached route's own added"
         );
+        assert_eq!(fresh.page.headers[header::CACHE_CONTROL], "private");
         tokio::time::advance(Duration::from_secs(50)).await;
         let Lookup::Stale { held, revalidate } = cache.lookup(&key("0"), Instant::now()) else {
             panic!("stale after 65 s");

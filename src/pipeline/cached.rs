@@ -175,6 +175,11 @@ enum Happened {
 }
 
 impl Happened {
+    /// Whether the answer is a page from memory (see `hit_response`).
+    fn answered_from_memory(self) -> bool {
+        matches!(self, Self::Served { .. } | Self::Reused { .. })
+    }
+
     /// `held` was served from memory.
     fn served(held: &HeldPage, fresh: bool) -> Self {
         Self::Served {
@@ -398,6 +403,7 @@ pub(crate) fn answer_now(
     match from_memory(proxy, live, &page, found, outbound)? {
         Served::Page(happened, response) => {
             ctx.cache = Some(cache_status(happened, page.passes_over));
+            ctx.page_from_memory = happened.answered_from_memory();
             Ok(Now::Answered(response))
         }
         Served::Not(found) => Ok(Now::Later(Box::new(Pending::Fetch { page, found }))),
@@ -436,6 +442,7 @@ pub(crate) async fn answer_later(
         Served::Not(_) => fetch(proxy, live, &page, outbound()?, None, ctx).await,
     };
     ctx.cache = Some(cache_status(happened, page.passes_over));
+    ctx.page_from_memory = happened.answered_from_memory();
     response
 }
 
@@ -724,24 +731,15 @@ async fn stored_meanwhile(proxy: &Proxy, token: &Token, key: &CacheKey) -> Optio
     }
 }
 
-/// A page served from memory, in the variant the request accepts (gzip or not).
+/// A page served from memory, in the variant the request accepts (gzip or not): its stored
+/// headers (the cached route's own among them, see `CachedPage::new`) and `Age`.
 fn hit_response(held: &HeldPage, gzip: bool) -> Response<ProxyBody> {
     let (stored, body) = held.page.variant_for(gzip);
-    // Copied into a map with room for what is added to every answer of the cached route
-    // (`Age` here; `Cache-Control`, `Vary`, `Cache-Status` and `x-request-id` by the finish
-    // phase): a clone would be full, and the first insert would move it all.
-    let mut headers = HeaderMap::with_capacity(stored.len() + ADDED_ON_HIT);
-    for (name, value) in stored {
-        headers.append(name.clone(), value.clone());
-    }
-    headers.insert(header::AGE, HeaderValue::from(held.age_secs));
     let mut response = Response::new(body::full(body.clone()));
-    *response.headers_mut() = headers;
+    *response.headers_mut() = stored.clone();
+    (response.headers_mut()).insert(header::AGE, HeaderValue::from(held.age_secs));
     response
 }
-
-/// Headers added to a page served from memory after its stored ones.
-const ADDED_ON_HIT: usize = 5;
 
 /// Whether the body is in a content coding other than identity (such a body is not stored,
 /// since the stored headers would not describe it).

@@ -50,6 +50,9 @@ pub(crate) struct RequestContext {
     pub cached_route: bool,
     /// What the cache did, on the cached route.
     pub cache: Option<CacheStatus>,
+    /// The answer is a page from memory, whose headers already carry the cached route's
+    /// `Cache-Control` and `Vary`.
+    pub page_from_memory: bool,
     /// Time spent waiting for upstream response heads.
     pub upstream_latency: Option<Duration>,
     /// The cache's purge epoch when the request arrived, read before its settings: a page
@@ -63,6 +66,7 @@ impl Default for RequestContext {
             route: OTHER_ROUTE,
             cached_route: false,
             cache: None,
+            page_from_memory: false,
             upstream_latency: None,
             epoch: 0,
         }
