@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 use subtle::ConstantTimeEq;
@@ -43,7 +43,7 @@ type Shard = HashMap<u64, Remembered, BuildHasherDefault<PreHashed>>;
 struct Remembered {
     /// The whole keyed hash, compared in constant time.
     check: [u64; 2],
-    token: Token,
+    token: Arc<Token>,
 }
 
 impl TokenReader {
@@ -55,8 +55,9 @@ impl TokenReader {
         }
     }
 
-    /// What `raw` says (see [`Token::parse`]): read once, then remembered.
-    pub(crate) fn read(&self, raw: impl AsRef<[u8]>) -> Token {
+    /// What `raw` says (see [`Token::parse`]): read once, then remembered (and shared, so
+    /// that reading it again costs one reference count).
+    pub(crate) fn read(&self, raw: impl AsRef<[u8]>) -> Arc<Token> {
         let raw = raw.as_ref();
         let key = self.hasher.table_key();
         let mut sip = SipHasher13::new_with_keys(key.0, key.1);
@@ -71,10 +72,10 @@ impl TokenReader {
                     remembered.check[0].ct_eq(&check[0]) & remembered.check[1].ct_eq(&check[1]),
                 )
             {
-                return remembered.token.clone();
+                return Arc::clone(&remembered.token);
             }
         }
-        let token = Token::parse(raw, &self.hasher);
+        let token = Arc::new(Token::parse(raw, &self.hasher));
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         if shard.len() >= PER_SHARD {
             shard.clear();
@@ -83,7 +84,7 @@ impl TokenReader {
             slot,
             Remembered {
                 check,
-                token: token.clone(),
+                token: Arc::clone(&token),
             },
         );
         token
@@ -158,7 +159,7 @@ mod tests {
                 shard.lock().unwrap().values_mut().for_each(change);
             }
         };
-        with_entry(&|entry| entry.token.subject = marked.clone());
+        with_entry(&|entry| Arc::make_mut(&mut entry.token).subject = marked.clone());
         assert_eq!(
             reader.read("opaque").subject,
             marked,

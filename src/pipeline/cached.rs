@@ -231,7 +231,7 @@ pub(crate) fn page_query(parts: &request::Parts, query: Option<&str>) -> Option<
 /// A request of the cached route, authenticated and keyed.
 #[derive(Debug)]
 pub(crate) struct PageRequest {
-    token: Token,
+    token: Arc<Token>,
     key: CacheKey,
     /// Its token is genuine: its calls draw from its client app's budget (see
     /// [`PageRequest::draw`]).
@@ -257,7 +257,7 @@ impl PageRequest {
         proxy: &Proxy,
         live: &SettingsState,
         headers: &HeaderMap,
-        token: Token,
+        token: Arc<Token>,
         identity: Identity,
         query: PageQuery,
         (now, epoch): (u64, u64),
@@ -305,7 +305,7 @@ impl PageRequest {
     ) -> Fill {
         Fill {
             outbound,
-            token: self.token.clone(),
+            token: Arc::clone(&self.token),
             draw: self.draw(&live.budgets),
             key: self.key.clone(),
             epoch: self.epoch,
@@ -367,7 +367,7 @@ pub(crate) enum Now {
 pub(crate) enum Pending {
     /// Its token, read but not known-valid here: the authenticate phase must judge it (which
     /// may ask the other replicas or fetch signing keys).
-    Judge { token: Token, query: PageQuery },
+    Judge { token: Arc<Token>, query: PageQuery },
     /// Authenticated and looked up; it needs the upstream (or a page stored meanwhile).
     Fetch { page: PageRequest, found: Found },
 }
@@ -618,7 +618,7 @@ impl UpstreamTime {
 #[derive(Debug)]
 struct Fill {
     outbound: Outbound,
-    token: Token,
+    token: Arc<Token>,
     draw: Draw,
     /// The page it fetches.
     key: CacheKey,

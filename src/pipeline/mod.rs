@@ -500,7 +500,7 @@ impl Proxy {
             (Some(raw), Some(token)) => authenticate::trusted(self, live, raw, token).await,
             _ => false,
         };
-        let draw = Draw::of(&live.budgets, token.as_ref(), trusted);
+        let draw = Draw::of(&live.budgets, token.as_deref(), trusted);
         let body =
             (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(BoxError::from).boxed());
         let called = forward::call(self, live, &draw, &outbound, body, true).await;
@@ -515,7 +515,7 @@ impl Proxy {
         self.learn(Answer {
             asked: Asked::pass_through(ctx.route, &parts.method, trusted),
             proofs: live.proofs,
-            token: token.as_ref(),
+            token: token.as_deref(),
             status,
             body: relayed
                 .as_ref()
@@ -635,7 +635,7 @@ mod tests {
     /// A proxy holding the page of `PAGE` for `token`'s subject, `token` known-valid.
     async fn holding(token: &str) -> Arc<Proxy> {
         let proxy = proxy();
-        let read: Token = proxy.tokens.read(token);
+        let read: Arc<Token> = proxy.tokens.read(token);
         let generation = proxy.live.load().proofs;
         assert!(proxy.known.remember(&read, epoch_now(), generation).await);
         let query = PageQuery::parse(Some("imodelId=m1&$top=1")).unwrap();
