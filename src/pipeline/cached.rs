@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request};
+use http::{HeaderMap, Method, Response, StatusCode, header, request};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -37,7 +37,7 @@ use super::{Proxy, RequestContext, SettingsState};
 use crate::auth::{Token, TokenHash, epoch_now};
 use crate::body::{self, ProxyBody};
 use crate::cache::{
-    CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageHeaders, PageQuery, Role,
+    CacheKey, CacheStatus, CachedPage, HeldPage, Lookup, PageHeaders, PageQuery, Role, age_value,
 };
 use crate::error::ProxyError;
 use crate::ratelimit::Budgets;
@@ -737,7 +737,7 @@ fn hit_response(held: &HeldPage, gzip: bool) -> Response<ProxyBody> {
     let (stored, body) = held.page.variant_for(gzip);
     let mut response = Response::new(body::full(body.clone()));
     *response.headers_mut() = stored.clone();
-    (response.headers_mut()).insert(header::AGE, HeaderValue::from(held.age_secs));
+    (response.headers_mut()).insert(header::AGE, age_value(held.age_secs));
     response
 }
 
