@@ -31,7 +31,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// The token of an `Authorization: Bearer <token>` header as bytes, all of them visible ASCII,
 /// if the request has one: [`bearer_token`] without the text check, which reading a token
 /// does not need.
-pub fn bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
+pub(crate) fn bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());

@@ -11,10 +11,9 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-
-use super::page_headers::PageHeaders;
 use percent_encoding::percent_decode_str;
 
+use super::page_headers::PageHeaders;
 use crate::ascii;
 use crate::auth::Subject;
 
@@ -165,7 +164,7 @@ impl CacheKey {
     }
 
     /// The key of a request by `subject` for `query` whose headers are `asked`.
-    pub fn asked(subject: Subject, query: PageQuery, asked: &PageHeaders<'_>) -> Self {
+    pub(crate) fn asked(subject: Subject, query: PageQuery, asked: &PageHeaders<'_>) -> Self {
         Self {
             subject,
             query,

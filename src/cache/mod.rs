@@ -16,6 +16,6 @@ pub(crate) use encoding::private_and_varying;
 pub(crate) use flight::{Flights, Role};
 pub(crate) use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};
-pub use page_headers::PageHeaders;
+pub(crate) use page_headers::PageHeaders;
 pub(crate) use status::{CacheStatus, age_value};
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

@@ -1,8 +1,9 @@
 //! The request headers a page served from memory depends on (`Cache-Control` and `Pragma`
 //! for `no-cache`, `Accept` and `Prefer` for the key, `Accept-Encoding` for the variant),
 //! found in one pass over the request's header names. Most requests send none or few of
-//! them, and a lookup of a header that is absent costs a hash and a probe: here it costs
-//! nothing, and the ones present are read as before.
+//! them, and a lookup of a header that is absent costs a hash and a probe: here it costs no
+//! lookup (only a comparison per header name in the one pass), and the ones present are read
+//! as before.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -20,14 +21,14 @@ const ACCEPT_ENCODING: u8 = 1 << 4;
 
 /// A page request's headers, with which of the ones the cache reads are present.
 #[derive(Debug, Clone, Copy)]
-pub struct PageHeaders<'h> {
+pub(crate) struct PageHeaders<'h> {
     headers: &'h HeaderMap,
     present: u8,
 }
 
 impl<'h> PageHeaders<'h> {
     /// One pass over the names of `headers`.
-    pub fn of(headers: &'h HeaderMap) -> Self {
+    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
         let present = headers.keys().fold(0, |present, name| {
             present
                 | match name {
@@ -48,7 +49,7 @@ impl<'h> PageHeaders<'h> {
 
     /// Whether the client asked that no stored page be used (`Cache-Control: no-cache` or
     /// `Pragma: no-cache`).
-    pub fn no_cache(&self) -> bool {
+    pub(crate) fn no_cache(&self) -> bool {
         if !self.has(CACHE_CONTROL | PRAGMA) {
             return false;
         }
@@ -64,21 +65,21 @@ impl<'h> PageHeaders<'h> {
     }
 
     /// The `Accept` values as one (none when `Connection` names the header).
-    pub fn accept(&self) -> Option<HeaderValue> {
+    pub(crate) fn accept(&self) -> Option<HeaderValue> {
         self.has(ACCEPT)
             .then(|| joined(self.headers, &header::ACCEPT))
             .flatten()
     }
 
     /// The `Prefer` values as one (none when `Connection` names the header).
-    pub fn prefer(&self) -> Option<HeaderValue> {
+    pub(crate) fn prefer(&self) -> Option<HeaderValue> {
         self.has(PREFER_BIT)
             .then(|| joined(self.headers, &PREFER))
             .flatten()
     }
 
     /// Whether the client accepts the gzip variant.
-    pub fn accepts_gzip(&self) -> bool {
+    pub(crate) fn accepts_gzip(&self) -> bool {
         self.has(ACCEPT_ENCODING) && accepts_gzip(self.headers)
     }
 }

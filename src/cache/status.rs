@@ -11,7 +11,7 @@ use crate::ascii::decimal;
 const CACHE_NAME: &str = "itwin-proxy";
 
 /// Whole seconds below this have their header values made once, on the first hit, and
-/// shared: every hit sends its page's `Age` and its `Cache-Status` ttl, and with any usual
+/// shared (read-only tables, never changed once made): every hit sends its page's `Age` and its `Cache-Status` ttl, and with any usual
 /// `cache.ttl` both stay below it. Past it they are written per request.
 const PREMADE_SECONDS: usize = 601;
 

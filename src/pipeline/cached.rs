@@ -1,7 +1,7 @@
 //! The cached route: a page query of `GET /export/connections`, in phases.
 //!
-//! 1. authenticate and cache key ([`PageRequest::keyed`]): whether the token is known-valid
-//!    and trusted, and which page of whose it asks for;
+//! 1. authenticate (`known_here`, else `authenticate`) and cache key ([`PageRequest::keyed`]):
+//!    whether the token is known-valid and trusted, and which page of whose it asks for;
 //! 2. [`cache_lookup`]: a fresh page is a hit; a stale one is served at once while a refresh
 //!    runs behind ([`refresh`]), or kept to fall back on;
 //! 3. [`fetch`]: the request's flight runs a [`fill`] (or joins the one running): a page
@@ -252,16 +252,20 @@ pub(crate) struct PageRequest {
 
 impl PageRequest {
     /// The cache-key phase, for a request with `headers` whose token the authenticate phase
-    /// judged `identity` at `now`.
+    /// `judged`, arrived in purge epoch `epoch`.
     fn keyed(
         proxy: &Proxy,
         live: &SettingsState,
         headers: &HeaderMap,
-        token: Arc<Token>,
-        identity: Identity,
+        judged: Judged,
         query: PageQuery,
-        (now, epoch): (u64, u64),
+        epoch: u64,
     ) -> Self {
+        let Judged {
+            token,
+            identity,
+            now,
+        } = judged;
         let usable =
             token.is_current(now) && token.has_accepted_scope(&live.settings.auth.accepted_scopes);
         let known = identity.known && usable;
@@ -390,20 +394,16 @@ pub(crate) fn answer_now(
     let Some(identity) = known_here(proxy, &token, now) else {
         return Ok(Now::Later(Box::new(Pending::Judge { token, query })));
     };
-    let page = PageRequest::keyed(
-        proxy,
-        live,
-        headers,
+    let judged = Judged {
         token,
         identity,
-        query,
-        (now, ctx.epoch),
-    );
+        now,
+    };
+    let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
     let found = cache_lookup(proxy, &page);
     match from_memory(proxy, live, &page, found, outbound)? {
         Served::Page(happened, response) => {
-            ctx.cache = Some(cache_status(happened, page.passes_over));
-            ctx.page_from_memory = happened.answered_from_memory();
+            record(ctx, happened, &page);
             Ok(Now::Answered(response))
         }
         Served::Not(found) => Ok(Now::Later(Box::new(Pending::Fetch { page, found }))),
@@ -411,8 +411,8 @@ pub(crate) fn answer_now(
 }
 
 /// Goes on with a page request [`answer_now`] left pending: authenticates its token if that
-/// is what was left, serves a page from memory if it now may, else fetches; sets its cache
-/// status from what happened.
+/// is what was left (and serves a page from memory if the token proves known-valid), else
+/// fetches; sets its cache status from what happened.
 pub(crate) async fn answer_later(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
@@ -427,8 +427,12 @@ pub(crate) async fn answer_later(
         Pending::Judge { token, query } => {
             let now = epoch_now();
             let identity = authenticate(proxy, live, raw_token, &token, now).await?;
-            let times = (now, ctx.epoch);
-            let page = PageRequest::keyed(proxy, live, headers, token, identity, query, times);
+            let judged = Judged {
+                token,
+                identity,
+                now,
+            };
+            let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
             let found = cache_lookup(proxy, &page);
             (page, found)
         }
@@ -441,9 +445,22 @@ pub(crate) async fn answer_later(
         }
         Served::Not(_) => fetch(proxy, live, &page, outbound()?, None, ctx).await,
     };
+    record(ctx, happened, &page);
+    response
+}
+
+/// A token as the authenticate phase judged it at `now` (seconds since the epoch).
+struct Judged {
+    token: Arc<Token>,
+    identity: Identity,
+    now: u64,
+}
+
+/// Notes in the request's context what happened to it: its cache status, and whether its
+/// answer is a page from memory (which carries the cached route's headers already).
+fn record(ctx: &mut RequestContext, happened: Happened, page: &PageRequest) {
     ctx.cache = Some(cache_status(happened, page.passes_over));
     ctx.page_from_memory = happened.answered_from_memory();
-    response
 }
 
 /// What memory gives a request.

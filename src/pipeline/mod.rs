@@ -25,9 +25,10 @@
 //!    response phase: headers cleaned, a JSON body read whole and rewritten) and
 //!    `Proxy::learn` (`learn`: known-token bookkeeping and connections' iModels, in one
 //!    place); a fill stores its answer between the last two;
-//! 5. `Proxy::end` finishes every request: `Cache-Control: private` and `Cache-Status` on the
-//!    cached route, the request id, one metric (`Proxy::finish`), and the request line once
-//!    the response is sent (`access`).
+//! 5. `Proxy::end` finishes every request: on the cached route, `Cache-Status`, and
+//!    `Cache-Control: private` and `Vary` unless the answer is a page from memory (a stored
+//!    page carries them: see `CachedPage::new`); the request id, one metric
+//!    (`Proxy::finish`), and the request line once the response is sent (`access`).
 
 mod access;
 mod authenticate;
@@ -291,9 +292,10 @@ impl Proxy {
         Either::Left(std::future::ready(self.end(result, &ctx, ending)))
     }
 
-    /// The end of every request: an error becomes its response; `Cache-Control: private` and
-    /// `Cache-Status` on the cached route, the request id, one metric, and the request line
-    /// once the response is sent.
+    /// The end of every request: an error becomes its response; on the cached route,
+    /// `Cache-Status`, and `Cache-Control: private` and `Vary` unless it is a page from
+    /// memory, which carries them; the request id, one metric, and the request line once the
+    /// response is sent.
     fn end(
         &self,
         result: Result<Response<ProxyBody>, ProxyError>,
@@ -318,6 +320,13 @@ impl Proxy {
             if !ctx.page_from_memory {
                 private_and_varying(headers);
             }
+            debug_assert_eq!(
+                headers
+                    .get(header::CACHE_CONTROL)
+                    .map(HeaderValue::as_bytes),
+                Some(&b"private"[..]),
+                "every answer of the cached route is private"
+            );
             if let Some(status) = ctx.cache {
                 headers.insert("cache-status", status.header_value());
             }
