@@ -1,7 +1,8 @@
 //! One request, start to finish, as a sequence of named phases sharing a [`RequestContext`]:
 //!
-//! 1. [`Proxy::handle`] starts: one pass over the request's headers (`head_scan`), the request
-//!    id (`request_id`), taken from the client or made, and the request's span;
+//! 1. [`Proxy::handle`] starts (it, the route phase, `Proxy::proceed` and `Proxy::end` are in
+//!    `route`): one pass over the request's headers (`head_scan`), the request id
+//!    (`request_id`), taken from the client or made, and the request's span;
 //! 2. `Proxy::route`, without waiting: `guard` refuses what would make the proxy an open proxy
 //!    and bodies over `server.max_request_body`; `guard::strip_prefix` removes the public path
 //!    prefix and the route template is named; on the cached route (a GET or HEAD of the
@@ -41,19 +42,14 @@ mod learn;
 mod relay;
 mod reload;
 mod request_id;
+mod route;
 mod shared;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use futures_util::future::Either;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
+use http::{Method, Response, request};
 use http_body_util::BodyExt;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 pub(crate) use context::{CONNECTIONS_ROUTE, RequestContext, route_template};
@@ -61,28 +57,22 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_bytes,
-    bearer_token,
+    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
 };
 use crate::body::{BoxError, ProxyBody};
-use crate::cache::{
-    Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome, private_and_varying,
-};
+use crate::cache::{Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome};
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::error::ProxyError;
-use crate::metrics::{Metrics, RequestLabels, method_label};
+use crate::metrics::Metrics;
 use crate::ratelimit::Budgets;
 use crate::request_body::RequestBody;
 use crate::rewrite::LinkRewriter;
-use crate::telemetry::request_span;
 use crate::upstream::{Upstream, UpstreamSetupError};
 use forward::{Draw, Outbound};
-use guard::{guard, strip_prefix};
-use head_scan::HeadScan;
 use learn::{Answer, Asked};
 use relay::Buffering;
-use request_id::{REQUEST_ID, RequestIds};
+use request_id::RequestIds;
 
 /// The per-settings state could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -231,206 +221,6 @@ impl Proxy {
         &self.metrics
     }
 
-    /// Answers one request from `client`. Never fails: every error becomes its response.
-    ///
-    /// The route phase runs at once, without waiting: a page served from memory is answered
-    /// there, and only a request that needs waiting (an upstream call, a token to judge)
-    /// gets a future, boxed, to go on in.
-    pub(crate) fn handle(
-        self: Arc<Self>,
-        request: Request<RequestBody>,
-        client: SocketAddr,
-    ) -> Answering {
-        let started = Instant::now();
-        let mut ctx = RequestContext {
-            epoch: self.cache.epoch(),
-            ..RequestContext::default()
-        };
-        let live = self.live.load_full();
-        let scan = HeadScan::of(request.headers());
-        // Sent upstream (see `Outbound`) and answered, whatever came back.
-        let request_id = self.request_ids.for_request(&scan);
-        // Only what warnings logged during the request need: the request line carries the
-        // rest itself (`access`), without the cost of formatting span fields.
-        let span = tracing::info_span!(
-            target: request_span::TARGET,
-            request_span::NAME,
-            request_id = request_id.to_str().unwrap_or_default(),
-            http.method = %request.method(),
-            http.path = request.uri().path(),
-        );
-        let arrived = access::Arrived::when_logged(
-            live.settings.log.access,
-            &request,
-            &request_id,
-            client.ip(),
-            &span,
-            started,
-        );
-        let ending = Ending {
-            method: request.method().clone(),
-            request_id,
-            span,
-            arrived,
-            started,
-        };
-        let routed = ending
-            .span
-            .in_scope(|| self.route(&live, request, &scan, client, &ending.request_id, &mut ctx));
-        let result = match routed {
-            Ok(Routed::Answered(response)) => Ok(response),
-            Ok(Routed::Later(later)) => {
-                return Either::Right(Box::pin(async move {
-                    let result = (self.proceed(&live, later, &mut ctx))
-                        .instrument(ending.span.clone())
-                        .await;
-                    self.end(result, &ctx, ending)
-                }));
-            }
-            Err(error) => Err(error),
-        };
-        Either::Left(std::future::ready(self.end(result, &ctx, ending)))
-    }
-
-    /// The end of every request: an error becomes its response; on the cached route,
-    /// `Cache-Status`, and `Cache-Control: private` and `Vary` unless it is a page from
-    /// memory, which carries them; the request id, one metric, and the request line once the
-    /// response is sent.
-    fn end(
-        &self,
-        result: Result<Response<ProxyBody>, ProxyError>,
-        ctx: &RequestContext,
-        ending: Ending,
-    ) -> Response<ProxyBody> {
-        let mut response = match result {
-            Ok(response) => response,
-            Err(error) => {
-                ending.span.in_scope(|| {
-                    if error.status().is_server_error() {
-                        tracing::warn!(%error, code = error.code(), "request failed");
-                    } else {
-                        tracing::debug!(%error, code = error.code(), "request refused");
-                    }
-                });
-                error.to_response()
-            }
-        };
-        if ctx.is_cached_route() {
-            let headers = response.headers_mut();
-            if !ctx.page_from_memory {
-                private_and_varying(headers);
-            }
-            debug_assert_eq!(
-                headers
-                    .get(header::CACHE_CONTROL)
-                    .map(HeaderValue::as_bytes),
-                Some(&b"private"[..]),
-                "every answer of the cached route is private"
-            );
-            if let Some(status) = ctx.cache {
-                headers.insert("cache-status", status.header_value());
-            }
-        }
-        response.headers_mut().insert(REQUEST_ID, ending.request_id);
-        self.finish(&ending.method, ctx, &response, ending.started);
-        match ending.arrived {
-            Some(arrived) => {
-                let line = arrived.answered(ctx, response.status());
-                response.map(|body| access::log_when_sent(line, body))
-            }
-            None => response,
-        }
-    }
-
-    /// The route phase, as far as it goes without waiting: guards, strips the public path
-    /// prefix and dispatches. A page query of the cached route goes to
-    /// [`cached::answer_now`], which answers it when memory can; a write, the rest of the
-    /// cached route (the bypass) and every other route are left for [`Proxy::proceed`].
-    fn route(
-        self: &Arc<Self>,
-        live: &Arc<SettingsState>,
-        request: Request<RequestBody>,
-        scan: &HeadScan,
-        client: SocketAddr,
-        request_id: &HeaderValue,
-        ctx: &mut RequestContext,
-    ) -> Result<Routed, ProxyError> {
-        let (parts, mut body) = request.into_parts();
-        guard(&parts, scan)?;
-        let max_body = live.settings.server.max_request_body;
-        guard::body_size(scan, max_body)?;
-        body.limit(max_body);
-        let path = strip_prefix(&live.public_prefix, &parts)?;
-        ctx.route = route_template(path.path());
-        ctx.cached_route = ctx.route == CONNECTIONS_ROUTE
-            && (parts.method == Method::GET || parts.method == Method::HEAD);
-        let raw_token = match ctx.cached_route {
-            true => Some(required_bearer(&parts.headers)?),
-            false => None,
-        };
-        let step = if let Some(write) = Write::classify(&parts.method, path.path()) {
-            Step::Write(write)
-        } else if let (Some(raw_token), Some(query)) =
-            (raw_token, cached::page_query(&parts, path.query()))
-        {
-            // Built on demand: a hit never needs it.
-            let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
-            let headers = &parts.headers;
-            match cached::answer_now(self, live, headers, raw_token, outbound, query, ctx)? {
-                cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
-                cached::Now::Later(pending) => Step::Page(pending),
-            }
-        } else {
-            Step::PassThrough
-        };
-        Ok(Routed::Later(Box::new(Later {
-            parts,
-            body,
-            path,
-            client,
-            request_id: request_id.clone(),
-            step,
-        })))
-    }
-
-    /// The rest of a request the route phase left: a write, a page query that needs waiting,
-    /// or a pass-through.
-    async fn proceed(
-        self: &Arc<Self>,
-        live: &Arc<SettingsState>,
-        later: Box<Later>,
-        ctx: &mut RequestContext,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let Later {
-            parts,
-            body,
-            path,
-            client,
-            request_id,
-            step,
-        } = *later;
-        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), &request_id);
-        match step {
-            Step::Write(write) => {
-                let outbound = outbound()?;
-                self.write(live, parts, outbound, body, write, ctx).await
-            }
-            Step::Page(pending) => {
-                // Required, and found, by the route phase; as text for a signature check.
-                let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::NotBearer)?;
-                cached::answer_later(self, live, &parts, raw_token, outbound, pending, ctx).await
-            }
-            Step::PassThrough => {
-                let outbound = outbound()?;
-                if ctx.cached_route {
-                    ctx.cache = Some(crate::cache::CacheStatus::Bypass);
-                }
-                let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
-                Ok(relayed.into_response())
-            }
-        }
-    }
-
     /// A write: forwarded, then what it made stale evicted, on a task of its own, so that a write the upstream may have received is followed by its eviction even
     /// when the client goes away (a closed socket, an h2 reset) before the answer.
     async fn write(
@@ -534,192 +324,5 @@ impl Proxy {
         })
         .await;
         relayed
-    }
-
-    /// The end of a request: one metric.
-    fn finish(
-        &self,
-        method: &Method,
-        ctx: &RequestContext,
-        response: &Response<ProxyBody>,
-        started: Instant,
-    ) {
-        self.metrics.record_request(
-            RequestLabels {
-                route: ctx.route,
-                method: method_label(method),
-                status: response.status().as_u16(),
-                cache: ctx.cache_label(),
-            },
-            started,
-        );
-    }
-}
-
-/// The answer to a request: ready at once (a page from memory, a refusal), or to come.
-pub(crate) type Answering = Either<
-    std::future::Ready<Response<ProxyBody>>,
-    Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>,
->;
-
-/// How far the route phase got without waiting.
-enum Routed {
-    /// Answered from memory.
-    Answered(Response<ProxyBody>),
-    /// The rest needs waiting.
-    Later(Box<Later>),
-}
-
-/// A request the route phase left for [`Proxy::proceed`], with what it found out.
-struct Later {
-    parts: request::Parts,
-    body: RequestBody,
-    /// The path and query under the public prefix.
-    path: PathAndQuery,
-    client: SocketAddr,
-    request_id: HeaderValue,
-    step: Step,
-}
-
-/// Where a request left by the route phase goes.
-enum Step {
-    /// A write under `/export/connections`.
-    Write(Write),
-    /// A page query of the cached route, as far as [`cached::answer_now`] got.
-    Page(Box<cached::Pending>),
-    /// Anything else, the cached route's bypass included.
-    PassThrough,
-}
-
-/// What the end of a request needs from its start.
-struct Ending {
-    method: Method,
-    request_id: HeaderValue,
-    span: tracing::Span,
-    arrived: Option<access::Arrived>,
-    started: Instant,
-}
-
-/// The client's bearer token, checked once for the cached route: without one the request is
-/// refused (401) before anything else happens.
-fn required_bearer(headers: &HeaderMap) -> Result<&[u8], ProxyError> {
-    bearer_bytes(headers).ok_or_else(|| match headers.contains_key(header::AUTHORIZATION) {
-        true => ProxyError::NotBearer,
-        false => ProxyError::MissingAuthorization,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use bytes::Bytes;
-    use http_body_util::BodyExt;
-
-    use super::*;
-    use crate::auth::{Token, epoch_now};
-    use crate::cache::{CacheKey, CachedPage, PageQuery};
-
-    const PAGE: &str = "/export/connections?imodelId=m1&$top=1";
-
-    fn proxy() -> Arc<Proxy> {
-        let metrics = Arc::new(Metrics::default());
-        let live = SettingsState::new(Settings::default(), &metrics).unwrap();
-        Arc::new(Proxy::new(live, TokenHasher::random().unwrap(), metrics))
-    }
-
-    fn token() -> String {
-        let claims = r#"{"sub":"alice","exp":4102444800,"scope":"itwin-platform"}"#;
-        let payload = URL_SAFE_NO_PAD.encode(claims);
-        format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln")
-    }
-
-    fn request(token: &str) -> Request<RequestBody> {
-        Request::get(PAGE)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(RequestBody::empty())
-            .unwrap()
-    }
-
-    /// A proxy holding the page of `PAGE` for `token`'s subject, `token` known-valid.
-    async fn holding(token: &str) -> Arc<Proxy> {
-        let proxy = proxy();
-        let read: Arc<Token> = proxy.tokens.read(token);
-        let generation = proxy.live.load().proofs;
-        assert!(proxy.known.remember(&read, epoch_now(), generation).await);
-        let query = PageQuery::parse(Some("imodelId=m1&$top=1")).unwrap();
-        let key = CacheKey::new(read.subject.clone(), query, &HeaderMap::new());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let page = CachedPage::new(
-            &headers,
-            Bytes::from_static(b"{\"page\":1}"),
-            Instant::now(),
-        );
-        assert!(proxy.cache.store(key, page, proxy.cache.epoch()));
-        proxy
-    }
-
-    fn client() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 40000))
-    }
-
-    #[tokio::test]
-    async fn a_hit_is_answered_at_once_with_every_header_of_the_route() {
-        let token = token();
-        let proxy = holding(&token).await;
-        let Either::Left(ready) = Arc::clone(&proxy).handle(request(&token), client()) else {
-            panic!("a hit went through a future");
-        };
-        let response = ready.await;
-        assert_eq!(response.status(), 200);
-        let headers = response.headers();
-        assert!(
-            headers["cache-status"]
-                .to_str()
-                .unwrap()
-                .starts_with("itwin-proxy; hit")
-        );
-        assert_eq!(headers[header::CACHE_CONTROL], "private");
-        assert_eq!(headers[header::VARY], "Accept-Encoding");
-        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        assert_eq!(headers[header::AGE], "0");
-        assert_eq!(headers[REQUEST_ID].len(), 32);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, "{\"page\":1}");
-    }
-
-    #[tokio::test]
-    async fn what_needs_waiting_goes_on_in_a_future() {
-        let token = token();
-        let proxy = holding(&token).await;
-        // The same page for a token not known here must be judged first (here: the upstream,
-        // which this proxy cannot reach, decides).
-        let stranger = format!("{token}x");
-        let answer = Arc::clone(&proxy).handle(request(&stranger), client());
-        assert!(
-            matches!(answer, Either::Right(_)),
-            "an unknown token was served"
-        );
-        // So must a request that asks past the cache.
-        let mut no_cache = request(&token);
-        (no_cache.headers_mut())
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        assert!(matches!(proxy.handle(no_cache, client()), Either::Right(_)));
-    }
-
-    #[tokio::test]
-    async fn a_refusal_in_the_route_phase_is_answered_at_once() {
-        let proxy = proxy();
-        let unauthenticated = Request::get(PAGE).body(RequestBody::empty()).unwrap();
-        let Either::Left(ready) = proxy.handle(unauthenticated, client()) else {
-            panic!("a refusal went through a future");
-        };
-        let response = ready.await;
-        assert_eq!(response.status(), 401);
-        assert_eq!(response.headers()[header::CACHE_CONTROL], "private");
     }
 }
