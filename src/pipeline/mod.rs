@@ -35,6 +35,7 @@ mod access;
 mod authenticate;
 mod cached;
 mod context;
+mod fill;
 mod forward;
 mod guard;
 mod head_scan;
