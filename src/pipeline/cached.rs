@@ -396,8 +396,7 @@ pub(crate) fn answer_now(
         identity,
         now,
     };
-    let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
-    let found = cache_lookup(proxy, &page);
+    let (page, found) = keyed_and_looked_up(proxy, live, headers, judged, query, ctx.epoch);
     match from_memory(proxy, live, &page, found, outbound)? {
         Served::Page(happened, response) => {
             record(ctx, happened, &page);
@@ -429,9 +428,7 @@ pub(crate) async fn answer_later(
                 identity,
                 now,
             };
-            let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
-            let found = cache_lookup(proxy, &page);
-            (page, found)
+            keyed_and_looked_up(proxy, live, headers, judged, query, ctx.epoch)
         }
         Pending::Fetch { page, found } => (page, found),
     };
@@ -444,6 +441,20 @@ pub(crate) async fn answer_later(
     };
     record(ctx, happened, &page);
     response
+}
+
+/// The cache-key and lookup phases of a request whose token was `judged`.
+fn keyed_and_looked_up(
+    proxy: &Proxy,
+    live: &SettingsState,
+    headers: &HeaderMap,
+    judged: Judged,
+    query: PageQuery,
+    epoch: u64,
+) -> (PageRequest, Found) {
+    let page = PageRequest::keyed(proxy, live, headers, judged, query, epoch);
+    let found = cache_lookup(proxy, &page);
+    (page, found)
 }
 
 /// A token as the authenticate phase judged it at `now` (seconds since the epoch).

@@ -29,7 +29,7 @@ pub(crate) fn guard(parts: &request::Parts, scan: &HeadScan) -> Result<(), Proxy
     if target_length > MAX_URI_BYTES {
         return Err(ProxyError::UriTooLong { max: MAX_URI_BYTES });
     }
-    if scan.count > MAX_HEADER_COUNT || scan.bytes > MAX_HEADER_BYTES {
+    if parts.headers.len() > MAX_HEADER_COUNT || scan.bytes > MAX_HEADER_BYTES {
         return Err(ProxyError::HeadersTooLarge {
             max_count: MAX_HEADER_COUNT,
             max_bytes: MAX_HEADER_BYTES,

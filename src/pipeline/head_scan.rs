@@ -1,5 +1,5 @@
 //! One pass over a request's headers as it arrives, for what the first phases ask of them:
-//! their size and count and how many `Authorization` headers there are (the guard), the
+//! their size and how many `Authorization` headers there are (the guard), the
 //! declared `Content-Length` (the body limit), and the client's request id or trace context
 //! (`request_id`). Each header is visited once; a lookup would cost a hash and a probe per
 //! name, most of them for headers the request does not have.
@@ -11,8 +11,6 @@ use super::request_id::{REQUEST_ID, TRACEPARENT};
 /// What one pass over a request's headers found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeadScan {
-    /// Header values, counting each value of a repeated header.
-    pub(crate) count: usize,
     /// Bytes of header names and values.
     pub(crate) bytes: usize,
     /// `Authorization` headers.
@@ -31,7 +29,6 @@ impl HeadScan {
         let mut scan = Self::default();
         let mut content_length = None;
         for (name, value) in headers {
-            scan.count += 1;
             scan.bytes += name.as_str().len() + value.len();
             if name == header::AUTHORIZATION {
                 scan.authorizations += 1;
@@ -65,7 +62,6 @@ mod tests {
         headers.append(REQUEST_ID, HeaderValue::from_static("second"));
         headers.append(header::ACCEPT, HeaderValue::from_static("*/*"));
         let scan = HeadScan::of(&headers);
-        assert_eq!(scan.count, headers.len());
         let bytes: usize = (headers.iter())
             .map(|(name, value)| name.as_str().len() + value.len())
             .sum();
@@ -81,6 +77,6 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("ten"));
         assert_eq!(HeadScan::of(&headers).content_length, None);
-        assert_eq!(HeadScan::of(&HeaderMap::new()).count, 0);
+        assert_eq!(HeadScan::of(&HeaderMap::new()).bytes, 0);
     }
 }
