@@ -17,5 +17,5 @@ pub(crate) use flight::{Flights, Role};
 pub(crate) use invalidate::{Invalidator, Write, WriteOutcome};
 pub use key::{CacheKey, PageQuery};
 pub(crate) use page_headers::PageHeaders;
-pub(crate) use status::{CacheStatus, age_value};
+pub(crate) use status::{CACHE_STATUS, CacheStatus, age_value};
 pub use store::{CachedPage, HeldPage, Lookup, PageCache, Purge};

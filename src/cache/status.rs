@@ -3,9 +3,12 @@
 
 use std::sync::LazyLock;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use crate::ascii::decimal;
+
+/// The `Cache-Status` header (RFC 9211).
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// The cache's name in `Cache-Status`.
 const CACHE_NAME: &str = "itwin-proxy";

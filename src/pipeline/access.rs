@@ -21,6 +21,7 @@ use super::RequestContext;
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::CacheStatus;
 use crate::telemetry::access_line::{self, RequestLine};
+use crate::telemetry::request_span;
 
 /// What the line says about a request from its arrival (the phases consume the request).
 #[derive(Debug)]
@@ -36,14 +37,13 @@ pub(crate) struct Arrived {
 
 impl Arrived {
     /// The line's facts about `request` from `client`, which arrived at `started` and got
-    /// `request_id` and `span`; `None` when no line is to be written (`log.access` off, or
+    /// `request_id`; `None` when no line is to be written (`log.access` off, or
     /// the log filter keeps info lines of the request line's target out).
     pub(crate) fn when_logged<B>(
         access: bool,
         request: &Request<B>,
         request_id: &HeaderValue,
         client: IpAddr,
-        span: &tracing::Span,
         started: Instant,
     ) -> Option<Self> {
         (access && access_line::enabled()).then(|| Self {
@@ -52,7 +52,7 @@ impl Arrived {
             uri: request.uri().clone(),
             client,
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
-            in_span: !span.is_disabled(),
+            in_span: request_span::enabled(),
             started,
         })
     }
@@ -232,11 +232,9 @@ mod tests {
         let request = Request::get("/").body(()).unwrap();
         let id = HeaderValue::from_static("id");
         let client = IpAddr::from([127, 0, 0, 1]);
-        let span = tracing::Span::none();
         // `log.access = false`; and with it on, no log set up (as in this test process).
         for access in [false, true] {
-            let arrived =
-                Arrived::when_logged(access, &request, &id, client, &span, Instant::now());
+            let arrived = Arrived::when_logged(access, &request, &id, client, Instant::now());
             assert!(arrived.is_none());
         }
     }

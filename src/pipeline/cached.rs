@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{HeaderMap, Method, Response, StatusCode, header, request};
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::authenticate::{Identity, authenticate, known_here};
 use super::fill::{Fallback, Fill, UpstreamTime, fill};
@@ -382,7 +382,7 @@ pub(crate) fn answer_now(
     live: &Arc<SettingsState>,
     headers: &HeaderMap,
     raw_token: &[u8],
-    outbound: impl Fn() -> Result<Outbound, ProxyError>,
+    refresh_needs: impl Fn() -> Result<(Outbound, Span), ProxyError>,
     query: PageQuery,
     ctx: &mut RequestContext,
 ) -> Result<Now, ProxyError> {
@@ -397,7 +397,7 @@ pub(crate) fn answer_now(
         now,
     };
     let (page, found) = keyed_and_looked_up(proxy, live, headers, judged, query, ctx.epoch);
-    match from_memory(proxy, live, &page, found, outbound)? {
+    match from_memory(proxy, live, &page, found, refresh_needs)? {
         Served::Page(happened, response) => {
             record(ctx, happened, &page);
             Ok(Now::Answered(response))
@@ -432,7 +432,8 @@ pub(crate) async fn answer_later(
         }
         Pending::Fetch { page, found } => (page, found),
     };
-    let (happened, response) = match from_memory(proxy, live, &page, found, &outbound)? {
+    let refresh_needs = || Ok((outbound()?, Span::current()));
+    let (happened, response) = match from_memory(proxy, live, &page, found, refresh_needs)? {
         Served::Page(happened, response) => (happened, Ok(response)),
         Served::Not(Found::StaleIfError(held)) => {
             fetch(proxy, live, &page, outbound()?, Some(held), ctx).await
@@ -479,19 +480,22 @@ enum Served {
     Not(Found),
 }
 
-/// Serves a page from memory, when the lookup found one to serve now.
+/// Serves a page from memory, when the lookup found one to serve now; a refresh started
+/// behind a stale page gets its upstream call and the span it runs in (the request's) from
+/// `refresh_needs`.
 fn from_memory(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
     page: &PageRequest,
     found: Found,
-    outbound: impl Fn() -> Result<Outbound, ProxyError>,
+    refresh_needs: impl FnOnce() -> Result<(Outbound, Span), ProxyError>,
 ) -> Result<Served, ProxyError> {
     let (held, fresh) = match found {
         Found::Fresh(held) => (held, true),
         Found::Stale { held, refresh } => {
             if refresh {
-                self::refresh(proxy, live, page, outbound()?);
+                let (outbound, span) = refresh_needs()?;
+                self::refresh(proxy, live, page, outbound, span);
             }
             (held, false)
         }
@@ -501,9 +505,15 @@ fn from_memory(
     Ok(Served::Page(Happened::served(&held, fresh), response))
 }
 
-/// The refresh of a stale page, behind its serving: a fill in the request's flight, and a
-/// failure makes the next refresh wait (see `RefreshBackoff`).
-fn refresh(proxy: &Arc<Proxy>, live: &Arc<SettingsState>, page: &PageRequest, outbound: Outbound) {
+/// The refresh of a stale page, behind its serving, in `span`: a fill in the request's
+/// flight, and a failure makes the next refresh wait (see `RefreshBackoff`).
+fn refresh(
+    proxy: &Arc<Proxy>,
+    live: &Arc<SettingsState>,
+    page: &PageRequest,
+    outbound: Outbound,
+    span: Span,
+) {
     let job = page.fill(live, outbound, Fallback::Stale, UpstreamTime::default());
     let refresh = fill(Arc::clone(proxy), Arc::clone(live), job);
     let (proxy, flight, key) = (Arc::clone(proxy), page.flight(), page.key.clone());
@@ -517,7 +527,7 @@ fn refresh(proxy: &Arc<Proxy>, live: &Arc<SettingsState>, page: &PageRequest, ou
                 _ => proxy.refresh_backoff.failed(key, Instant::now()),
             }
         }
-        .instrument(tracing::Span::current()),
+        .instrument(span),
     );
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::Either;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header, request};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::auth::{bearer_bytes, bearer_token};
 use crate::body::ProxyBody;
-use crate::cache::{Write, private_and_varying};
+use crate::cache::{CACHE_STATUS, Write, private_and_varying};
 use crate::error::ProxyError;
 use crate::metrics::{RequestLabels, method_label};
 use crate::request_body::RequestBody;
@@ -48,62 +48,52 @@ impl Proxy {
         let scan = HeadScan::of(request.headers());
         // Sent upstream (see `Outbound`) and answered, whatever came back.
         let request_id = self.request_ids.for_request(&scan);
-        // Only what warnings logged during the request need: the request line carries the
-        // rest itself (`access`), without the cost of formatting span fields.
-        let span = tracing::info_span!(
-            target: request_span::TARGET,
-            request_span::NAME,
-            request_id = request_id.to_str().unwrap_or_default(),
-            http.method = %request.method(),
-            http.path = request.uri().path(),
-        );
         let arrived = access::Arrived::when_logged(
             live.settings.log.access,
             &request,
             &request_id,
             client.ip(),
-            &span,
             started,
         );
         let ending = Ending {
             method: request.method().clone(),
+            uri: request.uri().clone(),
             request_id,
-            span,
             arrived,
             started,
         };
-        let routed = ending
-            .span
-            .in_scope(|| self.route(&live, request, &scan, client, &ending.request_id, &mut ctx));
-        let result = match routed {
+        let result = match self.route(&live, request, &scan, client, &ending, &mut ctx) {
             Ok(Routed::Answered(response)) => Ok(response),
             Ok(Routed::Later(later)) => {
+                let span = ending.span();
                 return Either::Right(Box::pin(async move {
                     let result = (self.proceed(&live, later, &mut ctx))
-                        .instrument(ending.span.clone())
+                        .instrument(span.clone())
                         .await;
-                    self.end(result, &ctx, ending)
+                    self.end(result, &ctx, ending, Some(span))
                 }));
             }
             Err(error) => Err(error),
         };
-        Either::Left(std::future::ready(self.end(result, &ctx, ending)))
+        Either::Left(std::future::ready(self.end(result, &ctx, ending, None)))
     }
 
     /// The end of every request: an error becomes its response; on the cached route,
     /// `Cache-Status`, and `Cache-Control: private` and `Vary` unless it is a page from
     /// memory, which carries them; the request id, one metric, and the request line once the
-    /// response is sent.
+    /// response is sent. `span` is the request's span, if one was made (see [`Ending::span`]).
     fn end(
         &self,
         result: Result<Response<ProxyBody>, ProxyError>,
         ctx: &RequestContext,
         ending: Ending,
+        span: Option<tracing::Span>,
     ) -> Response<ProxyBody> {
         let mut response = match result {
             Ok(response) => response,
             Err(error) => {
-                ending.span.in_scope(|| {
+                let span = span.unwrap_or_else(|| ending.span());
+                span.in_scope(|| {
                     if error.status().is_server_error() {
                         tracing::warn!(%error, code = error.code(), "request failed");
                     } else {
@@ -126,7 +116,7 @@ impl Proxy {
                 "every answer of the cached route is private"
             );
             if let Some(status) = ctx.cache {
-                headers.insert("cache-status", status.header_value());
+                headers.insert(CACHE_STATUS, status.header_value());
             }
         }
         response.headers_mut().insert(REQUEST_ID, ending.request_id);
@@ -150,9 +140,10 @@ impl Proxy {
         request: Request<RequestBody>,
         scan: &HeadScan,
         client: SocketAddr,
-        request_id: &HeaderValue,
+        ending: &Ending,
         ctx: &mut RequestContext,
     ) -> Result<Routed, ProxyError> {
+        let request_id = &ending.request_id;
         let (parts, mut body) = request.into_parts();
         guard(&parts, scan)?;
         let max_body = live.settings.server.max_request_body;
@@ -174,7 +165,8 @@ impl Proxy {
             // Built on demand: a hit never needs it.
             let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
             let headers = &parts.headers;
-            match cached::answer_now(self, live, headers, raw_token, outbound, query, ctx)? {
+            let refresh_needs = || Ok((outbound()?, ending.span()));
+            match cached::answer_now(self, live, headers, raw_token, refresh_needs, query, ctx)? {
                 cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
                 cached::Now::Later(pending) => Step::Page(pending),
             }
@@ -287,10 +279,26 @@ enum Step {
 /// What the end of a request needs from its start.
 struct Ending {
     method: Method,
+    uri: Uri,
     request_id: HeaderValue,
-    span: tracing::Span,
     arrived: Option<access::Arrived>,
     started: Instant,
+}
+
+impl Ending {
+    /// The request's span, made when something may log in it: a request that needs waiting,
+    /// a refusal, a refresh started behind a stale page. A page served from memory logs
+    /// nothing but its request line, which carries these fields itself (see `access`), so it
+    /// makes none.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            target: request_span::TARGET,
+            request_span::NAME,
+            request_id = self.request_id.to_str().unwrap_or_default(),
+            http.method = %self.method,
+            http.path = self.uri.path(),
+        )
+    }
 }
 
 /// The client's bearer token, checked once for the cached route: without one the request is
@@ -404,6 +412,76 @@ mod tests {
         (no_cache.headers_mut())
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         assert!(matches!(proxy.handle(no_cache, client()), Either::Right(_)));
+    }
+
+    /// Counts the request spans made, and the events logged inside one.
+    #[derive(Clone, Default)]
+    struct RequestSpans {
+        made: Arc<std::sync::atomic::AtomicUsize>,
+        events_inside: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for RequestSpans
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if attrs.metadata().name() == request_span::NAME {
+                self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if ctx
+                .event_span(event)
+                .is_some_and(|span| span.name() == request_span::NAME)
+            {
+                self.events_inside
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_what_may_log_makes_the_request_span() {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let spans = RequestSpans::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(spans.clone());
+        let _default = tracing::subscriber::set_default(subscriber);
+        let token = token();
+        let proxy = holding(&token).await;
+        let hit = Arc::clone(&proxy).handle(request(&token), client());
+        assert_eq!(hit.await.status(), 200);
+        assert_eq!(spans.made.load(SeqCst), 0, "a hit made a span");
+        let unauthenticated = Request::get(PAGE).body(RequestBody::empty()).unwrap();
+        let refused = Arc::clone(&proxy).handle(unauthenticated, client());
+        assert_eq!(refused.await.status(), 401);
+        assert_eq!(spans.made.load(SeqCst), 1, "a refusal logs in its span");
+        assert_eq!(
+            spans.events_inside.load(SeqCst),
+            1,
+            "the refusal was logged"
+        );
+        let answer = proxy.handle(request(&format!("{token}x")), client());
+        assert!(matches!(answer, Either::Right(_)));
+        assert_eq!(
+            spans.made.load(SeqCst),
+            2,
+            "what needs waiting goes on in its span"
+        );
     }
 
     #[tokio::test]

@@ -24,6 +24,12 @@ pub(crate) const TARGET: &str = "itwin_proxy::pipeline";
 /// The request span's name.
 pub(crate) const NAME: &str = "request";
 
+/// Whether the request's span is enabled: what its fields would be logged in. Asked without
+/// making the span, which a page served from memory never needs.
+pub(crate) fn enabled() -> bool {
+    tracing::span_enabled!(target: TARGET, tracing::Level::INFO)
+}
+
 /// The most fields a span formatted here may have.
 const MAX_FIELDS: usize = 8;
 
