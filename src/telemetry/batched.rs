@@ -26,6 +26,19 @@ struct Pending {
     closed: bool,
 }
 
+impl Pending {
+    /// Appends `bytes`; whether the writer is to be woken: when they make the batch full,
+    /// and only then. Once woken, the writer takes the whole batch; if it was not waiting, it
+    /// finds the batch full before it waits again. A notification per line past the mark
+    /// would cost a system call each until the writer runs, on a machine busy enough to
+    /// delay it.
+    fn append(&mut self, bytes: &[u8]) -> bool {
+        let before = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        before < BATCH_BYTES && self.bytes.len() >= BATCH_BYTES
+    }
+}
+
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
@@ -114,8 +127,7 @@ impl Write for Line<'_> {
             drop(pending);
             return io::stderr().write(buf);
         }
-        pending.bytes.extend_from_slice(buf);
-        if pending.bytes.len() >= BATCH_BYTES {
+        if pending.append(buf) {
             self.0.wake.notify_one();
         }
         Ok(buf.len())
@@ -152,6 +164,18 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_writer_is_woken_once_per_full_batch() {
+        let mut pending = Pending::default();
+        let line = [b'x'; 1000];
+        let wakes: usize = (0..200).map(|_| usize::from(pending.append(&line))).sum();
+        assert_eq!(wakes, 1, "the batch filled once");
+        assert_eq!(pending.bytes.len(), 200_000);
+        pending.bytes.clear();
+        assert!(!pending.append(&line));
+        assert!(pending.append(&[b'x'; BATCH_BYTES]), "one line may fill it");
     }
 
     #[test]
