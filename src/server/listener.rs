@@ -18,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -103,7 +102,9 @@ where
         .keep_alive_interval(H2_KEEP_ALIVE)
         .max_header_list_size(4 * crate::pipeline::MAX_HEADER_BYTES as u32);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    // Turns true when the listener stops: every connection then ends once its requests have
+    // been answered.
+    let (draining, drain) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -162,13 +163,18 @@ where
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let watched = graceful.watch(connection);
+        let mut drain = drain.clone();
         connections.spawn(async move {
             // The watchers are polled only when their own timer or signal wakes them: a
-            // `select!` over them would poll both on every wake of the connection, several
+            // `select!` over them would poll each on every wake of the connection, several
             // times a request.
             let mut watchers =
                 FuturesUnordered::<Pin<Box<dyn Future<Output = Closed> + Send>>>::new();
+            watchers.push(Box::pin(async move {
+                // A dropped sender means the listener is gone: drain as well.
+                let _ = drain.wait_for(|draining| *draining).await;
+                Closed::Draining
+            }));
             watchers.push(Box::pin(async {
                 unused(&on_connection, &reading, limits).await;
                 Closed::Unused
@@ -177,25 +183,38 @@ where
                 blocked.for_longer_than(limits.client_timeout).await;
                 Closed::Blocked
             }));
-            tokio::select! {
-                biased;
-                ended = watched => {
-                    if let Err(error) = ended {
-                        tracing::debug!(error = %error, "connection ended with an error");
+            let mut connection = std::pin::pin!(connection);
+            loop {
+                tokio::select! {
+                    biased;
+                    ended = connection.as_mut() => {
+                        if let Err(error) = ended {
+                            tracing::debug!(error = %error, "connection ended with an error");
+                        }
+                        break;
                     }
+                    Some(closed) = watchers.next() => match closed {
+                        // Answers what is in flight, then ends (HTTP/1: no keep-alive; h2:
+                        // GOAWAY).
+                        Closed::Draining => connection.as_mut().graceful_shutdown(),
+                        Closed::Unused => {
+                            tracing::debug!(%peer, "connection unused; closed");
+                            break;
+                        }
+                        Closed::Blocked => {
+                            tracing::debug!(%peer, "client stopped reading its response; closed");
+                            break;
+                        }
+                    },
                 }
-                Some(closed) = watchers.next() => match closed {
-                    Closed::Unused => tracing::debug!(%peer, "connection unused; closed"),
-                    Closed::Blocked => {
-                        tracing::debug!(%peer, "client stopped reading its response; closed");
-                    }
-                },
             }
             drop(slot);
         });
     }
     drop(listener);
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    let _ = draining.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    match tokio::time::timeout(grace, drained).await {
         Ok(()) => Drained { cut: 0 },
         Err(_) => {
             let cut = in_flight.count();
@@ -205,8 +224,10 @@ where
     }
 }
 
-/// Why a watcher closed a connection.
+/// Why a watcher woke a connection's task.
 enum Closed {
+    /// The listener stopped: the connection is to end once its requests are answered.
+    Draining,
     /// No request for the idle timeout (see [`unused`]).
     Unused,
     /// The client took none of a response for the client timeout.
@@ -359,6 +380,73 @@ mod tests {
             .await
             .expect("closed by the proxy, not by the test's bound");
         assert!(matches!(read, Ok(0) | Err(_)), "nothing sent: {read:?}");
+    }
+
+    /// Reads from `socket` until `answer` ends with `end`.
+    async fn read_until(socket: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, end: &[u8]) {
+        let mut buffer = [0u8; 256];
+        while !answer.ends_with(end) {
+            let read = socket.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "closed before the answer: {answer:?}");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_idle_connections_at_once_and_answers_requests_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let in_flight = InFlight::default();
+        let handler = |request: Request<RequestBody>, _peer| async move {
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Response::new(crate::body::full("ok"))
+        };
+        // A grace period far past the test's bound: only connections that end on their own
+        // let the drain finish in time.
+        let grace = Duration::from_secs(60);
+        let limits = Limits::default();
+        let serving = tokio::spawn(serve(
+            listener,
+            handler,
+            stopped,
+            grace,
+            in_flight.clone(),
+            limits,
+        ));
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut idle, &mut Vec::new(), b"\r\n\r\nok").await;
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let started = async {
+            while in_flight.count() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), started)
+            .await
+            .unwrap();
+        stop.send(true).unwrap();
+        let drained = tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("drained well before the grace period")
+            .unwrap();
+        assert_eq!(drained, Drained { cut: 0 });
+        let mut answer = Vec::new();
+        read_until(&mut busy, &mut answer, b"\r\n\r\nok").await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let mut rest = [0u8; 16];
+        assert!(
+            matches!(idle.read(&mut rest).await, Ok(0) | Err(_)),
+            "the idle connection ended"
+        );
     }
 
     #[tokio::test]
