@@ -12,6 +12,6 @@ pub use jwks::VerifierSetupError;
 pub(crate) use jwks::{Verdict, Verifier};
 pub(crate) use known::{Generation, KnownTokens, lifetime};
 pub(crate) use reader::TokenReader;
-pub(crate) use token::bearer_bytes;
+pub(crate) use token::bearer_unchecked;
 pub(crate) use token::epoch_now;
 pub use token::{Subject, Token, bearer_token};

@@ -16,7 +16,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use subtle::ConstantTimeEq;
 
 use super::hash::TokenHasher;
-use super::token::Token;
+use super::token::{Token, is_token};
 
 /// Independent parts of the table, so that concurrent requests seldom wait on one lock.
 const SHARDS: usize = 16;
@@ -55,9 +55,11 @@ impl TokenReader {
         }
     }
 
-    /// What `raw` says (see [`Token::parse`]): read once, then remembered (and shared, so
-    /// that reading it again costs one reference count).
-    pub(crate) fn read(&self, raw: impl AsRef<[u8]>) -> Arc<Token> {
+    /// What the bearer token `raw` says (see [`Token::parse`]), `None` when it is no token (see
+    /// [`is_token`]): read once, then remembered (and shared, so that reading it again costs
+    /// one reference count). Only a token not read before is checked: one read before was
+    /// checked then, and the same hash means the same bytes.
+    pub(crate) fn read_bearer(&self, raw: impl AsRef<[u8]>) -> Option<Arc<Token>> {
         let raw = raw.as_ref();
         let key = self.hasher.table_key();
         let mut sip = SipHasher13::new_with_keys(key.0, key.1);
@@ -72,8 +74,11 @@ impl TokenReader {
                     remembered.check[0].ct_eq(&check[0]) & remembered.check[1].ct_eq(&check[1]),
                 )
             {
-                return Arc::clone(&remembered.token);
+                return Some(Arc::clone(&remembered.token));
             }
+        }
+        if !is_token(raw) {
+            return None;
         }
         let token = Arc::new(Token::parse(raw, &self.hasher));
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -87,7 +92,7 @@ impl TokenReader {
                 token: Arc::clone(&token),
             },
         );
-        token
+        Some(token)
     }
 }
 
@@ -126,12 +131,12 @@ mod tests {
     #[test]
     fn a_token_read_again_says_the_same() {
         let reader = TokenReader::new(TokenHasher::random().unwrap());
-        let first = reader.read(jwt("alice"));
-        let again = reader.read(jwt("alice"));
+        let first = reader.read_bearer(jwt("alice")).unwrap();
+        let again = reader.read_bearer(jwt("alice")).unwrap();
         assert_eq!(first.hash, again.hash);
         assert_eq!(again.subject, Subject::Claim("0:alice".into()));
         assert_eq!(again.expires_at, Some(2000));
-        let other = reader.read(jwt("bob"));
+        let other = reader.read_bearer(jwt("bob")).unwrap();
         assert_ne!(other.hash, first.hash);
         assert_eq!(other.subject, Subject::Claim("0:bob".into()));
     }
@@ -141,8 +146,8 @@ mod tests {
         let hasher = TokenHasher::random().unwrap();
         let reader = TokenReader::new(hasher.clone());
         for raw in ["opaque", &jwt("carol")] {
-            reader.read(raw);
-            let remembered = reader.read(raw);
+            reader.read_bearer(raw).unwrap();
+            let remembered = reader.read_bearer(raw).unwrap();
             let parsed = Token::parse(raw, &hasher);
             assert_eq!(remembered.hash, parsed.hash);
             assert_eq!(remembered.subject, parsed.subject);
@@ -152,7 +157,7 @@ mod tests {
     #[test]
     fn the_table_answers_only_for_the_whole_hash() {
         let reader = TokenReader::new(TokenHasher::random().unwrap());
-        reader.read("opaque");
+        reader.read_bearer("opaque").unwrap();
         let marked = Subject::Claim("marked".into());
         let with_entry = |change: &dyn Fn(&mut Remembered)| {
             for shard in &reader.shards {
@@ -161,23 +166,35 @@ mod tests {
         };
         with_entry(&|entry| Arc::make_mut(&mut entry.token).subject = marked.clone());
         assert_eq!(
-            reader.read("opaque").subject,
+            reader.read_bearer("opaque").unwrap().subject,
             marked,
             "served from the table"
         );
         with_entry(&|entry| entry.check[1] ^= 1 << 63);
         assert_ne!(
-            reader.read("opaque").subject,
+            reader.read_bearer("opaque").unwrap().subject,
             marked,
             "a partial match is read afresh"
         );
     }
 
     #[test]
+    fn what_is_no_token_is_not_read() {
+        let reader = TokenReader::new(TokenHasher::random().unwrap());
+        for raw in ["two words", "tab\there", "caf\u{e9}", "nul\0"] {
+            assert!(reader.read_bearer(raw).is_none(), "{raw:?}");
+        }
+        let held: usize = (reader.shards.iter())
+            .map(|shard| shard.lock().unwrap().len())
+            .sum();
+        assert_eq!(held, 0, "nothing remembered");
+    }
+
+    #[test]
     fn a_full_shard_starts_over() {
         let reader = TokenReader::new(TokenHasher::random().unwrap());
         for n in 0..(SHARDS * PER_SHARD * 2) {
-            reader.read(format!("token-{n}"));
+            reader.read_bearer(format!("token-{n}")).unwrap();
         }
         let held: usize = reader
             .shards
@@ -186,7 +203,7 @@ mod tests {
             .sum();
         assert!(held <= SHARDS * PER_SHARD, "{held}");
         assert_eq!(
-            reader.read("token-1").hash,
+            reader.read_bearer("token-1").unwrap().hash,
             Token::parse("token-1", &reader.hasher).hash
         );
     }

@@ -25,19 +25,26 @@ pub(crate) fn epoch_now() -> u64 {
 
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    bearer_bytes(headers).and_then(|token| std::str::from_utf8(token).ok())
+    bearer_unchecked(headers)
+        .filter(|token| is_token(token))
+        .and_then(|token| std::str::from_utf8(token).ok())
 }
 
-/// The token of an `Authorization: Bearer <token>` header as bytes, all of them visible ASCII,
-/// if the request has one: [`bearer_token`] without the text check, which reading a token
-/// does not need.
-pub(crate) fn bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
+/// The token of an `Authorization: Bearer <token>` header, if the request has one, its bytes
+/// not yet checked: [`TokenReader::read_bearer`] checks them only for a token it has not read
+/// before.
+///
+/// [`TokenReader::read_bearer`]: super::TokenReader::read_bearer
+pub(crate) fn bearer_unchecked(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
-    let well_formed =
-        scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && ascii::all_visible(token);
-    well_formed.then_some(token)
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether the bytes after `Bearer ` may be a token: all of them visible ASCII.
+pub(crate) fn is_token(token: &[u8]) -> bool {
+    ascii::all_visible(token)
 }
 
 /// Whose data a token unlocks: its `iss` and `sub` claims together (a `sub` is only unique

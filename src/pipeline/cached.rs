@@ -381,12 +381,11 @@ pub(crate) fn answer_now(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
     headers: &HeaderMap,
-    raw_token: &[u8],
+    token: Arc<Token>,
     refresh_needs: impl Fn() -> Result<(Outbound, Span), ProxyError>,
     query: PageQuery,
     ctx: &mut RequestContext,
 ) -> Result<Now, ProxyError> {
-    let token = proxy.tokens.read(raw_token);
     let now = epoch_now();
     let Some(identity) = known_here(proxy, &token, now) else {
         return Ok(Now::Later(Box::new(Pending::Judge { token, query })));

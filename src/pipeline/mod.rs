@@ -295,7 +295,7 @@ impl Proxy {
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
         let raw_token = bearer_token(&parts.headers);
-        let token = raw_token.map(|raw| self.tokens.read(raw));
+        let token = raw_token.and_then(|raw| self.tokens.read_bearer(raw));
         let trusted = match (raw_token, &token) {
             (Some(raw), Some(token)) => authenticate::trusted(self, live, raw, token).await,
             _ => false,

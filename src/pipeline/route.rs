@@ -20,7 +20,7 @@ use super::request_id::REQUEST_ID;
 use super::{
     CONNECTIONS_ROUTE, Proxy, RequestContext, SettingsState, access, cached, route_template,
 };
-use crate::auth::{bearer_bytes, bearer_token};
+use crate::auth::{Token, bearer_token, bearer_unchecked};
 use crate::body::ProxyBody;
 use crate::cache::{CACHE_STATUS, Write, private_and_varying};
 use crate::error::ProxyError;
@@ -153,20 +153,19 @@ impl Proxy {
         ctx.route = route_template(path.path());
         ctx.cached_route = ctx.route == CONNECTIONS_ROUTE
             && (parts.method == Method::GET || parts.method == Method::HEAD);
-        let raw_token = match ctx.cached_route {
-            true => Some(required_bearer(&parts.headers)?),
+        let token = match ctx.cached_route {
+            true => Some(self.required_token(&parts.headers)?),
             false => None,
         };
         let step = if let Some(write) = Write::classify(&parts.method, path.path()) {
             Step::Write(write)
-        } else if let (Some(raw_token), Some(query)) =
-            (raw_token, cached::page_query(&parts, path.query()))
+        } else if let (Some(token), Some(query)) = (token, cached::page_query(&parts, path.query()))
         {
             // Built on demand: a hit never needs it.
             let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
             let headers = &parts.headers;
             let refresh_needs = || Ok((outbound()?, ending.span()));
-            match cached::answer_now(self, live, headers, raw_token, refresh_needs, query, ctx)? {
+            match cached::answer_now(self, live, headers, token, refresh_needs, query, ctx)? {
                 cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
                 cached::Now::Later(pending) => Step::Page(pending),
             }
@@ -219,6 +218,18 @@ impl Proxy {
                 Ok(relayed.into_response())
             }
         }
+    }
+
+    /// The client's bearer token, required on the cached route and read there: without one
+    /// the request is refused (401) before anything else happens.
+    fn required_token(&self, headers: &HeaderMap) -> Result<Arc<Token>, ProxyError> {
+        let Some(raw) = bearer_unchecked(headers) else {
+            return Err(match headers.contains_key(header::AUTHORIZATION) {
+                true => ProxyError::NotBearer,
+                false => ProxyError::MissingAuthorization,
+            });
+        };
+        self.tokens.read_bearer(raw).ok_or(ProxyError::NotBearer)
     }
 
     /// The end of a request: one metric.
@@ -301,15 +312,6 @@ impl Ending {
     }
 }
 
-/// The client's bearer token, checked once for the cached route: without one the request is
-/// refused (401) before anything else happens.
-fn required_bearer(headers: &HeaderMap) -> Result<&[u8], ProxyError> {
-    bearer_bytes(headers).ok_or_else(|| match headers.contains_key(header::AUTHORIZATION) {
-        true => ProxyError::NotBearer,
-        false => ProxyError::MissingAuthorization,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -347,7 +349,7 @@ mod tests {
     /// A proxy holding the page of `PAGE` for `token`'s subject, `token` known-valid.
     async fn holding(token: &str) -> Arc<Proxy> {
         let proxy = proxy();
-        let read: Arc<Token> = proxy.tokens.read(token);
+        let read: Arc<Token> = proxy.tokens.read_bearer(token).unwrap();
         let generation = proxy.live.load().proofs;
         assert!(proxy.known.remember(&read, epoch_now(), generation).await);
         let query = PageQuery::parse(Some("imodelId=m1&$top=1")).unwrap();
