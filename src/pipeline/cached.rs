@@ -373,10 +373,11 @@ pub(crate) enum Pending {
     Fetch { page: PageRequest, found: Found },
 }
 
-/// Answers a page request of the cached route (its token already required by the route
-/// phase) at once when its token is known-valid here and its page is in memory, fresh or
-/// stale (a refresh then starts behind it), and sets its cache status. Everything on this
-/// path is synchronous, so a hit costs no future; the rest goes on in [`answer_later`].
+/// Answers a page request of the cached route (its `token` already required and read by the
+/// route phase) at once when its token is known-valid here and its page is in memory, fresh
+/// or stale (a refresh then starts behind it, with what `refresh_needs` makes), and sets its
+/// cache status. Everything on this path is synchronous, so a hit costs no future; the rest
+/// goes on in [`answer_later`].
 pub(crate) fn answer_now(
     proxy: &Arc<Proxy>,
     live: &Arc<SettingsState>,
