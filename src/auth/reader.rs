@@ -16,7 +16,8 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use subtle::ConstantTimeEq;
 
 use super::hash::TokenHasher;
-use super::token::{Token, is_token};
+use super::token::Token;
+use crate::ascii;
 
 /// Independent parts of the table, so that concurrent requests seldom wait on one lock.
 const SHARDS: usize = 16;
@@ -55,8 +56,8 @@ impl TokenReader {
         }
     }
 
-    /// What the bearer token `raw` says (see [`Token::parse`]), `None` when it is no token (see
-    /// [`is_token`]): read once, then remembered (and shared, so that reading it again costs
+    /// What the bearer token `raw` says (see [`Token::parse`]), `None` when it is no token (a
+    /// byte that is not visible ASCII): read once, then remembered (and shared, so that reading it again costs
     /// one reference count). Only a token not read before is checked: one read before was
     /// checked then, and the same hash means the same bytes.
     pub(crate) fn read_bearer(&self, raw: impl AsRef<[u8]>) -> Option<Arc<Token>> {
@@ -77,7 +78,7 @@ impl TokenReader {
                 return Some(Arc::clone(&remembered.token));
             }
         }
-        if !is_token(raw) {
+        if !ascii::all_visible(raw) {
             return None;
         }
         let token = Arc::new(Token::parse(raw, &self.hasher));

@@ -26,7 +26,7 @@ pub(crate) fn epoch_now() -> u64 {
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     bearer_unchecked(headers)
-        .filter(|token| is_token(token))
+        .filter(|token| ascii::all_visible(token))
         .and_then(|token| std::str::from_utf8(token).ok())
 }
 
@@ -40,11 +40,6 @@ pub(crate) fn bearer_unchecked(headers: &HeaderMap) -> Option<&[u8]> {
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
     (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Whether the bytes after `Bearer ` may be a token: all of them visible ASCII.
-pub(crate) fn is_token(token: &[u8]) -> bool {
-    ascii::all_visible(token)
 }
 
 /// Whose data a token unlocks: its `iss` and `sub` claims together (a `sub` is only unique

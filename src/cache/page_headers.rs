@@ -35,21 +35,19 @@ impl<'h> PageHeaders<'h> {
         let mut present = 0;
         let mut accept_encoding = None;
         for (name, value) in headers {
-            present |= match name {
+            let bit = match name {
                 name if name == header::CACHE_CONTROL => CACHE_CONTROL,
                 name if name == header::PRAGMA => PRAGMA,
                 name if name == header::ACCEPT => ACCEPT,
                 name if name == PREFER => PREFER_BIT,
-                name if name == header::ACCEPT_ENCODING => {
-                    // The first one kept; a second means the values must be read together.
-                    accept_encoding = match present & ACCEPT_ENCODING {
-                        0 => Some(value),
-                        _ => None,
-                    };
-                    ACCEPT_ENCODING
-                }
+                name if name == header::ACCEPT_ENCODING => ACCEPT_ENCODING,
                 _ => 0,
             };
+            if bit == ACCEPT_ENCODING {
+                // The first one kept; a second means the values must be read together.
+                accept_encoding = (present & ACCEPT_ENCODING == 0).then_some(value);
+            }
+            present |= bit;
         }
         Self {
             headers,

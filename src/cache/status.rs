@@ -14,8 +14,9 @@ pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-statu
 const CACHE_NAME: &str = "itwin-proxy";
 
 /// Whole seconds below this have their header values made once, on the first hit, and
-/// shared (read-only tables, never changed once made): every hit sends its page's `Age` and its `Cache-Status` ttl, and with any usual
-/// `cache.ttl` both stay below it. Past it they are written per request.
+/// shared (read-only tables, never changed once made): every hit sends its page's `Age` and
+/// its `Cache-Status` ttl, and with any usual `cache.ttl` both stay below it. Past it they
+/// are written per request.
 const PREMADE_SECONDS: usize = 601;
 
 /// `Cache-Status` of a hit with so many seconds of freshness left.

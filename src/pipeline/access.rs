@@ -23,43 +23,53 @@ use crate::cache::CacheStatus;
 use crate::telemetry::access_line::{self, RequestLine};
 use crate::telemetry::request_span;
 
-/// What the line says about a request from its arrival (the phases consume the request).
+/// What the end of a request and its line both keep from its arrival (the phases consume
+/// the request).
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The request id it got (see `request_id`).
+    pub(crate) request_id: HeaderValue,
+    /// Its method.
+    pub(crate) method: Method,
+    /// Its target (the path is logged, never the query).
+    pub(crate) uri: Uri,
+    /// When it arrived.
+    pub(crate) started: Instant,
+}
+
+/// What only the line says about a request from its arrival.
 #[derive(Debug)]
 pub(crate) struct Arrived {
-    request_id: HeaderValue,
-    method: Method,
-    uri: Uri,
     client: IpAddr,
     user_agent: Option<HeaderValue>,
     in_span: bool,
-    started: Instant,
 }
 
 impl Arrived {
-    /// The line's facts about `request` from `client`, which arrived at `started` and got
-    /// `request_id`; `None` when no line is to be written (`log.access` off, or
-    /// the log filter keeps info lines of the request line's target out).
+    /// The line's facts about `request` from `client`; `None` when no line is to be written
+    /// (`log.access` off, or the log filter keeps info lines of the request line's target
+    /// out).
     pub(crate) fn when_logged<B>(
         access: bool,
         request: &Request<B>,
-        request_id: &HeaderValue,
         client: IpAddr,
-        started: Instant,
     ) -> Option<Self> {
         (access && access_line::enabled()).then(|| Self {
-            request_id: request_id.clone(),
-            method: request.method().clone(),
-            uri: request.uri().clone(),
             client,
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             in_span: request_span::enabled(),
-            started,
         })
     }
 
-    /// Adds what the phases learnt and the response status.
-    pub(crate) fn answered(self, ctx: &RequestContext, status: StatusCode) -> Answered {
+    /// Adds the request as `received`, what the phases learnt and the response status.
+    pub(crate) fn answered(
+        self,
+        received: Received,
+        ctx: &RequestContext,
+        status: StatusCode,
+    ) -> Answered {
         Answered {
+            received,
             arrived: self,
             route: ctx.route,
             status: status.as_u16(),
@@ -72,6 +82,7 @@ impl Arrived {
 /// Everything the line says but how the body went.
 #[derive(Debug)]
 pub(crate) struct Answered {
+    received: Received,
     arrived: Arrived,
     route: &'static str,
     status: u16,
@@ -82,11 +93,11 @@ pub(crate) struct Answered {
 impl Answered {
     /// Writes the request line: `bytes` of the body sent, all of it when `complete`.
     fn log(&self, bytes: u64, complete: bool) {
-        let arrived = &self.arrived;
+        let (received, arrived) = (&self.received, &self.arrived);
         access_line::write(&RequestLine {
-            request_id: arrived.request_id.to_str().unwrap_or_default(),
-            method: arrived.method.as_str(),
-            path: arrived.uri.path(),
+            request_id: received.request_id.to_str().unwrap_or_default(),
+            method: received.method.as_str(),
+            path: received.uri.path(),
             client: arrived.client,
             user_agent: arrived
                 .user_agent
@@ -98,7 +109,7 @@ impl Answered {
             cache: self.cache,
             upstream_ms: self.upstream_ms,
             in_span: arrived.in_span,
-            duration_ms: arrived.started.elapsed().as_millis() as u64,
+            duration_ms: received.started.elapsed().as_millis() as u64,
             bytes,
             complete,
         });
@@ -191,21 +202,22 @@ mod tests {
 
     /// The facts of a request answered from the cache.
     fn answered() -> Answered {
-        let request = Request::get("/export/connections").body(()).unwrap();
-        let arrived = Arrived {
+        let received = Received {
             request_id: HeaderValue::from_static("id"),
             method: Method::GET,
-            uri: request.uri().clone(),
+            uri: Uri::from_static("/export/connections"),
+            started: Instant::now(),
+        };
+        let arrived = Arrived {
             client: IpAddr::from([127, 0, 0, 1]),
             user_agent: None,
             in_span: false,
-            started: Instant::now(),
         };
         let ctx = RequestContext {
             cache: Some(CacheStatus::Hit { ttl_secs: 60 }),
             ..RequestContext::default()
         };
-        arrived.answered(&ctx, StatusCode::OK)
+        arrived.answered(received, &ctx, StatusCode::OK)
     }
 
     #[tokio::test]
@@ -230,11 +242,10 @@ mod tests {
     #[test]
     fn nothing_is_kept_for_a_line_not_written() {
         let request = Request::get("/").body(()).unwrap();
-        let id = HeaderValue::from_static("id");
         let client = IpAddr::from([127, 0, 0, 1]);
         // `log.access = false`; and with it on, no log set up (as in this test process).
         for access in [false, true] {
-            let arrived = Arrived::when_logged(access, &request, &id, client, Instant::now());
+            let arrived = Arrived::when_logged(access, &request, client);
             assert!(arrived.is_none());
         }
     }

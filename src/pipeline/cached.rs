@@ -396,7 +396,8 @@ pub(crate) fn answer_now(
         identity,
         now,
     };
-    let (page, found) = keyed_and_looked_up(proxy, live, headers, judged, query, ctx.epoch);
+    let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
+    let found = cache_lookup(proxy, &page);
     match from_memory(proxy, live, &page, found, refresh_needs)? {
         Served::Page(happened, response) => {
             record(ctx, happened, &page);
@@ -428,7 +429,9 @@ pub(crate) async fn answer_later(
                 identity,
                 now,
             };
-            keyed_and_looked_up(proxy, live, headers, judged, query, ctx.epoch)
+            let page = PageRequest::keyed(proxy, live, headers, judged, query, ctx.epoch);
+            let found = cache_lookup(proxy, &page);
+            (page, found)
         }
         Pending::Fetch { page, found } => (page, found),
     };
@@ -442,20 +445,6 @@ pub(crate) async fn answer_later(
     };
     record(ctx, happened, &page);
     response
-}
-
-/// The cache-key and lookup phases of a request whose token was `judged`.
-fn keyed_and_looked_up(
-    proxy: &Proxy,
-    live: &SettingsState,
-    headers: &HeaderMap,
-    judged: Judged,
-    query: PageQuery,
-    epoch: u64,
-) -> (PageRequest, Found) {
-    let page = PageRequest::keyed(proxy, live, headers, judged, query, epoch);
-    let found = cache_lookup(proxy, &page);
-    (page, found)
 }
 
 /// A token as the authenticate phase judged it at `now` (seconds since the epoch).

@@ -2,7 +2,8 @@
 //!
 //! 1. [`Proxy::handle`] starts (it, the route phase, `Proxy::proceed` and `Proxy::end` are in
 //!    `route`): one pass over the request's headers (`head_scan`), the request id
-//!    (`request_id`), taken from the client or made, and the request's span;
+//!    (`request_id`), taken from the client or made; the request's span is made only for what
+//!    may log in it (see `route::Ending::span`);
 //! 2. `Proxy::route`, without waiting: `guard` refuses what would make the proxy an open proxy
 //!    and bodies over `server.max_request_body`; `guard::strip_prefix` removes the public path
 //!    prefix and the route template is named; on the cached route (a GET or HEAD of the

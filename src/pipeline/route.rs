@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::Either;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header, request};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header, request};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -48,26 +48,22 @@ impl Proxy {
         let scan = HeadScan::of(request.headers());
         // Sent upstream (see `Outbound`) and answered, whatever came back.
         let request_id = self.request_ids.for_request(&scan);
-        let arrived = access::Arrived::when_logged(
-            live.settings.log.access,
-            &request,
-            &request_id,
-            client.ip(),
-            started,
-        );
         let ending = Ending {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            request_id,
-            arrived,
-            started,
+            arrived: access::Arrived::when_logged(live.settings.log.access, &request, client.ip()),
+            received: access::Received {
+                request_id,
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                started,
+            },
         };
         let result = match self.route(&live, request, &scan, client, &ending, &mut ctx) {
             Ok(Routed::Answered(response)) => Ok(response),
             Ok(Routed::Later(later)) => {
                 let span = ending.span();
                 return Either::Right(Box::pin(async move {
-                    let result = (self.proceed(&live, later, &mut ctx))
+                    let request_id = &ending.received.request_id;
+                    let result = (self.proceed(&live, later, request_id, &mut ctx))
                         .instrument(span.clone())
                         .await;
                     self.end(result, &ctx, ending, Some(span))
@@ -119,14 +115,22 @@ impl Proxy {
                 headers.insert(CACHE_STATUS, status.header_value());
             }
         }
-        response.headers_mut().insert(REQUEST_ID, ending.request_id);
-        self.finish(&ending.method, ctx, &response, ending.started);
-        match ending.arrived {
+        let Ending { received, arrived } = ending;
+        self.finish(&received.method, ctx, &response, received.started);
+        match arrived {
             Some(arrived) => {
-                let line = arrived.answered(ctx, response.status());
+                response
+                    .headers_mut()
+                    .insert(REQUEST_ID, received.request_id.clone());
+                let line = arrived.answered(received, ctx, response.status());
                 response.map(|body| access::log_when_sent(line, body))
             }
-            None => response,
+            None => {
+                response
+                    .headers_mut()
+                    .insert(REQUEST_ID, received.request_id);
+                response
+            }
         }
     }
 
@@ -143,7 +147,7 @@ impl Proxy {
         ending: &Ending,
         ctx: &mut RequestContext,
     ) -> Result<Routed, ProxyError> {
-        let request_id = &ending.request_id;
+        let request_id = &ending.received.request_id;
         let (parts, mut body) = request.into_parts();
         guard(&parts, scan)?;
         let max_body = live.settings.server.max_request_body;
@@ -177,7 +181,6 @@ impl Proxy {
             body,
             path,
             client,
-            request_id: request_id.clone(),
             step,
         })))
     }
@@ -188,6 +191,7 @@ impl Proxy {
         self: &Arc<Self>,
         live: &Arc<SettingsState>,
         later: Box<Later>,
+        request_id: &HeaderValue,
         ctx: &mut RequestContext,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let Later {
@@ -195,10 +199,9 @@ impl Proxy {
             body,
             path,
             client,
-            request_id,
             step,
         } = *later;
-        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), &request_id);
+        let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
         match step {
             Step::Write(write) => {
                 let outbound = outbound()?;
@@ -273,7 +276,6 @@ struct Later {
     /// The path and query under the public prefix.
     path: PathAndQuery,
     client: SocketAddr,
-    request_id: HeaderValue,
     step: Step,
 }
 
@@ -287,13 +289,11 @@ enum Step {
     PassThrough,
 }
 
-/// What the end of a request needs from its start.
+/// What the end of a request needs from its start: the request as received, and what only its
+/// line needs, if one is written.
 struct Ending {
-    method: Method,
-    uri: Uri,
-    request_id: HeaderValue,
+    received: access::Received,
     arrived: Option<access::Arrived>,
-    started: Instant,
 }
 
 impl Ending {
@@ -305,9 +305,9 @@ impl Ending {
         tracing::info_span!(
             target: request_span::TARGET,
             request_span::NAME,
-            request_id = self.request_id.to_str().unwrap_or_default(),
-            http.method = %self.method,
-            http.path = self.uri.path(),
+            request_id = self.received.request_id.to_str().unwrap_or_default(),
+            http.method = %self.received.method,
+            http.path = self.received.uri.path(),
         )
     }
 }
