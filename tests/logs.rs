@@ -1,7 +1,8 @@
 //! The request line as an operator searches it: the binary run with JSON or text logs, its
 //! lines read back. Each request's line carries its id, path, client address, user agent,
 //! bytes sent and upstream time (on a 502 too), a hostile user agent kept inside its quotes;
-//! the log filter and `log.access` turn it off; the signing keys are fetched and logged at
+//! the log filter and `log.access` turn it off, and a filter that keeps the request span out
+//! keeps its fields off the line; the signing keys are fetched and logged at
 //! start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -213,4 +214,37 @@ async fn the_log_filter_turns_the_request_line_off() {
 
     let log = proxy.stop().await;
     assert!(!log.contains("request completed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_keeps_the_span_out_keeps_the_line_and_drops_its_span_fields() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let token = sim.token(&TokenSpec::new("alice"));
+    let port = free_port();
+    let config = proxy_config(
+        "line-only.toml",
+        port,
+        0,
+        &sim.base_url(),
+        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+    );
+    let filter = "warn,itwin_proxy::pipeline::access=info";
+    let proxy = Running::start(&config, &[("RUST_LOG", filter)]);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
+    let hit = request(&client(), Method::GET, &page, bearer(&token), Bytes::new()).await;
+    assert_eq!(hit.status, 200);
+
+    let log = proxy.stop().await;
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line: &Value| line["message"] == "request completed")
+        .collect();
+    assert_eq!(lines.len(), 2, "a line per request in\n{log}");
+    for line in &lines {
+        assert_eq!(line["target"], "itwin_proxy::pipeline::access", "{line}");
+        assert!(line.get("span").is_none(), "no span fields: {line}");
+        assert_eq!(line["complete"], true);
+    }
 }

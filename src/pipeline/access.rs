@@ -21,7 +21,6 @@ use super::RequestContext;
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::CacheStatus;
 use crate::telemetry::access_line::{self, RequestLine};
-use crate::telemetry::request_span;
 
 /// What the end of a request and its line both keep from its arrival (the phases consume
 /// the request).
@@ -54,10 +53,14 @@ impl Arrived {
         request: &Request<B>,
         client: IpAddr,
     ) -> Option<Self> {
-        (access && access_line::enabled()).then(|| Self {
+        if !access {
+            return None;
+        }
+        let in_span = access_line::enabled()?;
+        Some(Self {
             client,
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
-            in_span: request_span::enabled(),
+            in_span,
         })
     }
 
@@ -72,7 +75,7 @@ impl Arrived {
             received,
             arrived: self,
             route: ctx.route,
-            status: status.as_u16(),
+            status,
             cache: ctx.cache.as_ref().map(CacheStatus::label),
             upstream_ms: ctx.upstream_latency.map(|l| l.as_millis() as u64),
         }
@@ -85,7 +88,7 @@ pub(crate) struct Answered {
     received: Received,
     arrived: Arrived,
     route: &'static str,
-    status: u16,
+    status: StatusCode,
     cache: Option<&'static str>,
     upstream_ms: Option<u64>,
 }
@@ -235,7 +238,7 @@ mod tests {
         let line = answered();
         assert_eq!(
             (line.status, line.cache, line.upstream_ms),
-            (200, Some("hit"), None)
+            (StatusCode::OK, Some("hit"), None)
         );
     }
 

@@ -26,7 +26,7 @@ pub(crate) const NAME: &str = "request";
 
 /// Whether the request's span is enabled: what its fields would be logged in. Asked without
 /// making the span, which a page served from memory never needs.
-pub(crate) fn enabled() -> bool {
+pub(super) fn enabled() -> bool {
     tracing::span_enabled!(target: TARGET, tracing::Level::INFO)
 }
 

@@ -14,9 +14,11 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+use http::StatusCode;
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::batched::Batched;
+use super::request_span;
 use super::timestamp::write_rfc3339_micros;
 use super::values::{debug_string, json_string};
 use crate::ascii::decimal;
@@ -31,10 +33,15 @@ const MESSAGE: &str = "request completed";
 /// The name of the request's span, which the line shows its fields under.
 const SPAN: &str = "request";
 
-/// Where request lines go, as the subscriber's own lines do.
+/// Where request lines go, as the subscriber's own lines do, and what the subscriber's filter
+/// lets through: it is fixed once installed, so it is asked once, not on every request.
 struct Sink {
     writer: Batched,
     format: LogFormat,
+    /// The filter lets an info event of [`TARGET`] through.
+    lines: bool,
+    /// The filter lets the request's span through (see [`request_span::enabled`]).
+    in_span: bool,
 }
 
 /// Installed once with the global subscriber: the line goes where tracing's lines go, and
@@ -46,16 +53,24 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 #[error("the request-line writer is already installed")]
 pub(crate) struct AlreadyInstalled;
 
-/// Sends request lines to `writer` in `format`, once per process.
+/// Sends request lines to `writer` in `format`, once per process, filtered as the global
+/// subscriber (installed just before) filters.
 pub(super) fn install(writer: Batched, format: LogFormat) -> Result<(), AlreadyInstalled> {
-    SINK.set(Sink { writer, format })
-        .map_err(|_| AlreadyInstalled)
+    SINK.set(Sink {
+        writer,
+        format,
+        lines: tracing::enabled!(target: TARGET, tracing::Level::INFO),
+        in_span: request_span::enabled(),
+    })
+    .map_err(|_| AlreadyInstalled)
 }
 
-/// Whether a request line would be written now: a sink is installed and the filter lets an
-/// info event of [`TARGET`] through.
-pub(crate) fn enabled() -> bool {
-    SINK.get().is_some() && tracing::enabled!(target: TARGET, tracing::Level::INFO)
+/// Whether request lines are written: a sink is installed and the filter lets them through.
+/// `Some` tells whether the lines show the request's span fields (see [`RequestLine::in_span`]).
+pub(crate) fn enabled() -> Option<bool> {
+    SINK.get()
+        .filter(|sink| sink.lines)
+        .map(|sink| sink.in_span)
 }
 
 /// What one request line says, under the names tracing gave it.
@@ -74,7 +89,7 @@ pub(crate) struct RequestLine<'a> {
     /// `http.route`: the route template.
     pub route: &'a str,
     /// `http.status`.
-    pub status: u16,
+    pub status: StatusCode,
     /// `cache`: the cache label, when the cache had a say.
     pub cache: Option<&'a str>,
     /// `upstream_ms`: time spent waiting for upstream heads, when the upstream was called.
@@ -96,6 +111,9 @@ const MAX_KEPT_BUFFER: usize = 4096;
 thread_local! {
     /// Each thread formats its lines in a buffer of its own, kept from line to line.
     static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The client address last written on this thread, and its text (empty before the first).
+    static LAST_CLIENT: RefCell<(IpAddr, String)> =
+        const { RefCell::new((IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new())) };
 }
 
 /// Writes `line` to the installed sink, if any.
@@ -159,7 +177,7 @@ fn json(out: &mut String, now: SystemTime, line: &RequestLine<'_>) {
         out.push_str(",\"http.route\":");
         json_string(out, line.route);
         out.push_str(",\"http.status\":");
-        decimal(out, u64::from(line.status));
+        out.push_str(line.status.as_str());
         out.push_str(",\"request_id\":");
         json_string(out, line.request_id);
         if let Some(upstream_ms) = line.upstream_ms {
@@ -195,7 +213,7 @@ fn text(out: &mut String, now: SystemTime, line: &RequestLine<'_>) {
         out.push_str(" http.route=");
         debug_string(out, line.route);
         out.push_str(" http.status=");
-        decimal(out, u64::from(line.status));
+        out.push_str(line.status.as_str());
         if let Some(cache) = line.cache {
             out.push_str(" cache=");
             debug_string(out, cache);
@@ -226,21 +244,23 @@ fn bool_str(value: bool) -> &'static str {
     }
 }
 
-/// Appends an address as `Display` writes it.
+/// Appends an address as `Display` writes it. A sidecar's clients are nearly always the one
+/// application beside it: each thread keeps the text of the last address it wrote.
 fn write_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (n, octet) in v4.octets().into_iter().enumerate() {
-                if n > 0 {
-                    out.push('.');
-                }
-                decimal(out, u64::from(octet));
-            }
+    let memo = LAST_CLIENT.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let (address, text) = &mut *last;
+        if *address != ip || text.is_empty() {
+            text.clear();
+            let _ = write!(text, "{ip}");
+            *address = ip;
         }
-        // Rare enough to take the formatting machinery (its compressed form is subtle).
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
+        out.push_str(text);
+        Some(())
+    });
+    // A thread whose memo is busy or gone (never expected) formats the address in place.
+    if !matches!(memo, Ok(Some(()))) {
+        let _ = write!(out, "{ip}");
     }
 }
 
