@@ -59,7 +59,8 @@ pub(crate) use guard::{MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 pub use reload::Reloaded;
 
 use crate::auth::{
-    Generation, KnownTokens, TokenHasher, TokenReader, Verifier, VerifierSetupError, bearer_token,
+    Generation, KnownTokens, Token, TokenHasher, TokenReader, Verifier, VerifierSetupError,
+    bearer_token,
 };
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::{Flights, Invalidator, PageCache, RefreshBackoff, Write, WriteOutcome};
@@ -243,7 +244,7 @@ impl Proxy {
         let task = tokio::spawn(
             async move {
                 let relayed = proxy
-                    .pass_through(&live, &parts, outbound, body, &mut write_ctx)
+                    .pass_through(&live, &parts, None, outbound, body, &mut write_ctx)
                     .await;
                 proxy.after_write(&write, relayed.as_ref()).await;
                 (relayed.map(relay::Relayed::into_response), write_ctx)
@@ -286,17 +287,18 @@ impl Proxy {
     }
 
     /// The pass-through: a request the cache does not serve, its body streaming both ways,
-    /// through the forward, response and learn phases.
+    /// through the forward, response and learn phases. `read` is its token when read already.
     async fn pass_through(
         &self,
         live: &SettingsState,
         parts: &request::Parts,
+        read: Option<Arc<Token>>,
         outbound: Outbound,
         body: RequestBody,
         ctx: &mut RequestContext,
     ) -> Result<relay::Relayed, ProxyError> {
         let raw_token = bearer_token(&parts.headers);
-        let token = raw_token.and_then(|raw| self.tokens.read_bearer(raw));
+        let token = read.or_else(|| raw_token.and_then(|raw| self.tokens.read_bearer(raw)));
         let trusted = match (raw_token, &token) {
             (Some(raw), Some(token)) => authenticate::trusted(self, live, raw, token).await,
             _ => false,

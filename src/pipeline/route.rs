@@ -163,18 +163,22 @@ impl Proxy {
         };
         let step = if let Some(write) = Write::classify(&parts.method, path.path()) {
             Step::Write(write)
-        } else if let (Some(token), Some(query)) = (token, cached::page_query(&parts, path.query()))
-        {
-            // Built on demand: a hit never needs it.
-            let outbound = || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
-            let headers = &parts.headers;
-            let refresh_needs = || Ok((outbound()?, ending.span()));
-            match cached::answer_now(self, live, headers, token, refresh_needs, query, ctx)? {
-                cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
-                cached::Now::Later(pending) => Step::Page(pending),
-            }
         } else {
-            Step::PassThrough
+            match (token, cached::page_query(&parts, path.query())) {
+                (Some(token), Some(query)) => {
+                    // Built on demand: a hit never needs it.
+                    let outbound =
+                        || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
+                    let headers = &parts.headers;
+                    let refresh_needs = || Ok((outbound()?, ending.span()));
+                    match cached::answer_now(self, live, headers, token, refresh_needs, query, ctx)?
+                    {
+                        cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
+                        cached::Now::Later(pending) => Step::Page(pending),
+                    }
+                }
+                (token, _) => Step::PassThrough { token },
+            }
         };
         Ok(Routed::Later(Box::new(Later {
             parts,
@@ -212,12 +216,12 @@ impl Proxy {
                 let raw_token = bearer_token(&parts.headers).ok_or(ProxyError::NotBearer)?;
                 cached::answer_later(self, live, &parts, raw_token, outbound, pending, ctx).await
             }
-            Step::PassThrough => {
+            Step::PassThrough { token } => {
                 let outbound = outbound()?;
                 if ctx.cached_route {
                     ctx.cache = Some(crate::cache::CacheStatus::Bypass);
                 }
-                let relayed = self.pass_through(live, &parts, outbound, body, ctx).await?;
+                let relayed = (self.pass_through(live, &parts, token, outbound, body, ctx)).await?;
                 Ok(relayed.into_response())
             }
         }
@@ -285,8 +289,9 @@ enum Step {
     Write(Write),
     /// A page query of the cached route, as far as [`cached::answer_now`] got.
     Page(Box<cached::Pending>),
-    /// Anything else, the cached route's bypass included.
-    PassThrough,
+    /// Anything else, the cached route's bypass included, with its token if the route phase
+    /// read it (the cached route requires one).
+    PassThrough { token: Option<Arc<Token>> },
 }
 
 /// What the end of a request needs from its start: the request as received, and what only its
