@@ -267,20 +267,26 @@ impl PageCache {
 
     /// Stores `page` under `key`, replacing what was there, unless a purge happened since
     /// `epoch` (then the page may predate the change that caused the purge); its gzip variant
-    /// is made now. Returns whether the page stays stored.
-    pub fn store(&self, key: CacheKey, mut page: CachedPage, epoch: u64) -> bool {
+    /// is made now. Returns the page stored, `None` when it does not stay stored.
+    pub fn store(
+        &self,
+        key: CacheKey,
+        mut page: CachedPage,
+        epoch: u64,
+    ) -> Option<Arc<CachedPage>> {
         if self.epoch() != epoch {
-            return false;
+            return None;
         }
         if page.gzip.is_none() {
             page.gzip = Gzipped::of(&page.headers, &page.body);
         }
-        self.pages.insert(key.clone(), Arc::new(page));
+        let page = Arc::new(page);
+        self.pages.insert(key.clone(), Arc::clone(&page));
         if self.epoch() != epoch {
             self.pages.invalidate(&key);
-            return false;
+            return None;
         }
-        true
+        Some(page)
     }
 
     /// Applies pending inserts and evictions so that the counts below are exact.
@@ -331,7 +337,7 @@ mod tests {
         headers.insert(header::DATE, HeaderValue::from_static("today"));
         headers.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
         let page = CachedPage::new(&headers, Bytes::from_static(b"{}"), Instant::now());
-        assert!(cache.store(key("0"), page, cache.epoch()));
+        assert!(cache.store(key("0"), page, cache.epoch()).is_some());
         tokio::time::advance(Duration::from_secs(15)).await;
         let Lookup::Fresh(fresh) = cache.lookup(&key("0"), Instant::now()) else {
             panic!("fresh after 15 s");
@@ -366,7 +372,7 @@ mod tests {
         let cache = PageCache::new(&settings(1 << 20));
         let stored = Instant::now();
         let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), stored);
-        assert!(cache.store(key("0"), page, cache.epoch()));
+        assert!(cache.store(key("0"), page, cache.epoch()).is_some());
         for (millis, age, ttl) in [
             (10_400, 10, 50),
             (59_900, 59, 1),
@@ -389,7 +395,7 @@ mod tests {
         settings.stale_while_revalidate = Duration::from_secs(10);
         let cache = PageCache::new(&settings);
         let page = CachedPage::new(&HeaderMap::new(), Bytes::from_static(b"{}"), Instant::now());
-        assert!(cache.store(key("0"), page, cache.epoch()));
+        assert!(cache.store(key("0"), page, cache.epoch()).is_some());
         tokio::time::advance(Duration::from_secs(65)).await;
         assert!(matches!(
             cache.lookup(&key("0"), Instant::now()),
@@ -416,15 +422,19 @@ mod tests {
             let query = PageQuery::parse(Some("imodelId=other")).unwrap();
             CacheKey::new(Subject::Claim("alice".into()), query, &HeaderMap::new())
         };
-        assert!(cache.store(key("0"), page(), cache.epoch()));
-        assert!(cache.store(other_imodel.clone(), page(), cache.epoch()));
+        assert!(cache.store(key("0"), page(), cache.epoch()).is_some());
+        assert!(
+            cache
+                .store(other_imodel.clone(), page(), cache.epoch())
+                .is_some()
+        );
         let before = cache.epoch();
         cache.purge(&Purge::IModel("m".into()));
         cache.settle();
         assert!(!cache.contains(&key("0")));
         assert!(cache.contains(&other_imodel));
         assert!(
-            !cache.store(key("1"), page(), before),
+            cache.store(key("1"), page(), before).is_none(),
             "a fill that started before the purge is not stored"
         );
         cache.purge(&Purge::All);

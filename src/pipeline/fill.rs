@@ -164,18 +164,14 @@ async fn store(proxy: &Proxy, fill: &Fill, relayed: &Relayed, claim: Option<Clai
     let head = &relayed.head;
     let storable =
         fill.fallback.stores() && head.status == StatusCode::OK && !encoded(&head.headers);
-    let body = relayed.whole().filter(|_| storable);
-    let now = Instant::now();
-    let page = |body: &bytes::Bytes| CachedPage::new(&head.headers, body.clone(), now);
-    let stored = match body {
-        Some(body) => proxy.cache.store(fill.key.clone(), page(body), fill.epoch),
-        None => false,
-    };
+    let stored = relayed.whole().filter(|_| storable).and_then(|body| {
+        let page = CachedPage::new(&head.headers, body.clone(), Instant::now());
+        proxy.cache.store(fill.key.clone(), page, fill.epoch)
+    });
     if let Some(claim) = claim {
-        let shared = body.filter(|_| stored).map(page);
-        claim.finish(shared.as_ref()).await;
+        claim.finish(stored.as_deref()).await;
     }
-    stored
+    stored.is_some()
 }
 
 /// A fresh page stored since the request looked (by a fill that ended just before this one

@@ -369,7 +369,7 @@ mod tests {
             Bytes::from_static(b"{\"page\":1}"),
             Instant::now(),
         );
-        assert!(proxy.cache.store(key, page, proxy.cache.epoch()));
+        assert!(proxy.cache.store(key, page, proxy.cache.epoch()).is_some());
         proxy
     }
 

@@ -242,7 +242,7 @@ impl Proxy {
                 .checked_sub(shared.age)
                 .unwrap_or_else(Instant::now);
             let copy = CachedPage::new(&shared.headers, shared.body, stored_at);
-            if self.cache.store(key.clone(), copy, epoch)
+            if self.cache.store(key.clone(), copy, epoch).is_some()
                 && let Lookup::Fresh(held) = self.cache.lookup(key, Instant::now())
             {
                 return Start::Shared(held);
