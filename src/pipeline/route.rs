@@ -467,6 +467,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_subscriber::filter::LevelFilter::DEBUG)
             .with(spans.clone());
+        let _second = crate::telemetry::captured::second_dispatcher();
         let _default = tracing::subscriber::set_default(subscriber);
         let token = token();
         let proxy = holding(&token).await;

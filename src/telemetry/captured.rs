@@ -40,9 +40,19 @@ impl io::Write for Caught {
     }
 }
 
+/// A dispatcher that sees nothing, for a test to hold while its own subscriber is the
+/// thread's default. While only one dispatcher is registered, tracing takes it for the global
+/// one: a callsite another test thread (with no subscriber) meets first then caches that
+/// thread's verdict, "never", and the test's subscriber misses it. With two registered, every
+/// callsite asks the thread's own.
+pub(crate) fn second_dispatcher() -> tracing::Dispatch {
+    tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default())
+}
+
 /// What the subscriber `init` installs, with `filter` and in `format`, writes while `run`
 /// runs.
 pub(crate) fn lines_written(filter: &str, format: LogFormat, run: impl FnOnce()) -> String {
+    let _second = second_dispatcher();
     let caught = Caught::default();
     let writer = {
         let caught = caught.clone();

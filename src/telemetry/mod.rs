@@ -6,7 +6,7 @@
 pub(crate) mod access_line;
 pub mod batched;
 #[cfg(test)]
-mod captured;
+pub(crate) mod captured;
 pub(crate) mod request_span;
 mod timestamp;
 mod values;
