@@ -2,7 +2,7 @@
 //! microseconds (`2024-02-29T12:34:56.123456Z`), written by hand: the formatting machinery
 //! cost more than the rest of a request line.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The first second of the year 10000, which RFC 3339 cannot write.
@@ -11,7 +11,7 @@ const YEAR_10000: u64 = 253_402_300_800;
 thread_local! {
     /// The second last written on this thread, and its text up to the fraction: lines come
     /// many to a second, so most only write their microseconds.
-    static LAST_SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    static LAST_SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// Appends `at` to `out`; a time before 1970 is written as 1970-01-01T00:00:00.000000Z, and a
@@ -22,24 +22,31 @@ pub(crate) fn write_rfc3339_micros(out: &mut String, at: SystemTime) {
     if secs >= YEAR_10000 {
         return;
     }
-    let second = |secs| {
-        let (cached, text) = LAST_SECOND.get();
-        if cached == secs {
-            return text;
+    let from_last = LAST_SECOND.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let (second, text) = &mut *last;
+        if *second != secs {
+            text.clear();
+            push_up_to_fraction(text, secs);
+            *second = secs;
         }
-        let text = up_to_fraction(secs);
-        LAST_SECOND.set((secs, text));
-        text
-    };
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    text[..20].copy_from_slice(&second(secs));
-    digits(&mut text[20..26], u64::from(since.subsec_micros()));
-    // Every byte written is an ASCII digit or one of the template's.
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        out.push_str(text);
+        Some(())
+    });
+    // A thread whose memo is busy or gone (never expected) writes the second in place.
+    if !matches!(from_last, Ok(Some(()))) {
+        push_up_to_fraction(out, secs);
+    }
+    let mut micros = [0; 6];
+    digits(&mut micros, u64::from(since.subsec_micros()));
+    for digit in micros {
+        out.push(char::from(digit));
+    }
+    out.push('Z');
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (before the year 10000).
-fn up_to_fraction(secs: u64) -> [u8; 20] {
+/// Appends `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (before the year 10000).
+fn push_up_to_fraction(out: &mut String, secs: u64) {
     let (year, month, day) = civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
     let mut text = *b"0000-00-00T00:00:00.";
@@ -49,7 +56,9 @@ fn up_to_fraction(secs: u64) -> [u8; 20] {
     digits(&mut text[11..13], of_day / 3600);
     digits(&mut text[14..16], of_day / 60 % 60);
     digits(&mut text[17..19], of_day % 60);
-    text
+    for byte in text {
+        out.push(char::from(byte));
+    }
 }
 
 /// Writes `n` in decimal into all of `slot`, zero-padded (its lowest digits, were it longer).

@@ -24,35 +24,53 @@ const fn escaped_bytes(last_plain: u8) -> [bool; 256] {
     table
 }
 
-/// The length of the run of bytes at the start of `bytes` that `table` lets through as they
-/// are: eight bytes at a time while none may need escaping (the table's bytes are all below
-/// space, above `~`, the quote or the backslash), then byte by byte.
-fn plain_run(bytes: &[u8], table: &[bool; 256]) -> usize {
-    let mut at = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        let suspect = word & repeated(0x80) != 0
-            || bytes_below(word, 0x20) != 0
-            || bytes_equal(word, b'"') != 0
-            || bytes_equal(word, b'\\') != 0
-            || bytes_equal(word, 0x7f) != 0;
-        if suspect {
-            break;
+/// Whether a word's eight bytes may hold one that needs escaping (in either format): a byte
+/// below space, above `~`, the quote or the backslash. Never false for such a word.
+fn suspect(word: u64) -> bool {
+    (word & repeated(0x80)
+        | bytes_below(word, 0x20)
+        | bytes_equal(word, b'"')
+        | bytes_equal(word, b'\\')
+        | bytes_equal(word, 0x7f))
+        != 0
+}
+
+/// Whether no byte of `bytes` may need escaping, a word at a time: the last word overlaps the
+/// one before it, and a value shorter than a word is padded with spaces.
+fn all_plain(bytes: &[u8]) -> bool {
+    let word = |chunk: &[u8]| {
+        let mut word = [b' '; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        u64::from_ne_bytes(word)
+    };
+    match bytes.len().checked_sub(8) {
+        None => !suspect(word(bytes)),
+        Some(last) => {
+            bytes.chunks_exact(8).all(|chunk| !suspect(word(chunk)))
+                && !suspect(word(&bytes[last..]))
         }
-        at += 8;
     }
-    at + bytes[at..]
+}
+
+/// The length of the run of bytes at the start of `bytes` that `table` lets through as they
+/// are, byte by byte (for the rare value that has some to escape).
+fn plain_run(bytes: &[u8], table: &[bool; 256]) -> usize {
+    bytes
         .iter()
         .position(|&byte| table[usize::from(byte)])
-        .unwrap_or(bytes.len() - at)
+        .unwrap_or(bytes.len())
 }
 
 /// Appends `value` as a JSON string, escaped as serde_json escapes it.
 pub(crate) fn json_string(out: &mut String, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(value.len() + 2);
     out.push('"');
+    if all_plain(value.as_bytes()) {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     let bytes = value.as_bytes();
     let mut at = 0;
     loop {
@@ -85,7 +103,13 @@ pub(crate) fn json_string(out: &mut String, value: &str) {
 
 /// Appends `value` quoted and escaped as `{:?}` writes a `str`.
 pub(crate) fn debug_string(out: &mut String, value: &str) {
+    out.reserve(value.len() + 2);
     out.push('"');
+    if all_plain(value.as_bytes()) {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     let bytes = value.as_bytes();
     let mut at = 0;
     loop {
@@ -139,15 +163,20 @@ mod tests {
     }
 
     #[test]
-    fn runs_end_at_the_first_byte_to_escape_wherever_it_is() {
+    fn a_byte_to_escape_is_seen_wherever_it_is() {
         for at in 0..20 {
             for escaped in ["\"", "\\", "\n", "\u{1f}", "\u{7f}", "\u{e9}"] {
-                let value = "a".repeat(at) + escaped + "bcdefghijk";
-                let json = escaped.as_bytes()[0] != 0x7f && escaped.is_ascii();
-                let table = if json { &JSON_ESCAPED } else { &DEBUG_ESCAPED };
-                assert_eq!(plain_run(value.as_bytes(), table), at, "{value:?}");
+                for after in ["", "b", "bcdefghijk"] {
+                    let value = "a".repeat(at) + escaped + after;
+                    assert!(!all_plain(value.as_bytes()), "{value:?}");
+                    let json = escaped.as_bytes()[0] != 0x7f && escaped.is_ascii();
+                    let table = if json { &JSON_ESCAPED } else { &DEBUG_ESCAPED };
+                    assert_eq!(plain_run(value.as_bytes(), table), at, "{value:?}");
+                }
             }
-            assert_eq!(plain_run("a".repeat(at).as_bytes(), &DEBUG_ESCAPED), at);
+            let plain = "a~ !".repeat(at);
+            assert!(all_plain(plain.as_bytes()), "{plain:?}");
+            assert_eq!(plain_run(plain.as_bytes(), &DEBUG_ESCAPED), plain.len());
         }
     }
 
