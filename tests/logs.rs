@@ -129,23 +129,7 @@ async fn request_lines_carry_what_an_operator_searches_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_false_turns_the_request_line_off() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let token = sim.token(&TokenSpec::new("alice"));
-    let port = free_port();
-    let config = proxy_config(
-        "off.toml",
-        port,
-        0,
-        &sim.base_url(),
-        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\naccess = false\n",
-    );
-    let proxy = Running::start(&config, &[] as &[(&str, &str)]);
-    let page = format!("http://127.0.0.1:{port}{}", page(2));
-    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
-    let hit = request(&client(), Method::GET, &page, bearer(&token), Bytes::new()).await;
-    assert_eq!(hit.status, 200);
-
-    let log = proxy.stop().await;
+    let log = log_of_a_miss_and_a_hit("off.toml", "access = false\n", &[]).await;
     assert!(
         log.contains("itwin-proxy listening") && log.contains("\"stopped\""),
         "other lines are still written, the last ones on shutdown:\n{log}"
@@ -198,44 +182,15 @@ async fn text_request_lines_keep_a_hostile_user_agent_in_its_quotes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_filter_turns_the_request_line_off() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let token = sim.token(&TokenSpec::new("alice"));
-    let port = free_port();
-    let config = proxy_config(
-        "filtered.toml",
-        port,
-        0,
-        &sim.base_url(),
-        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
-    );
-    let proxy = Running::start(&config, &[("RUST_LOG", "itwin_proxy=warn")]);
-    let page = format!("http://127.0.0.1:{port}{}", page(2));
-    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
-
-    let log = proxy.stop().await;
+    let env = [("RUST_LOG", "itwin_proxy=warn")];
+    let log = log_of_a_miss_and_a_hit("filtered.toml", "", &env).await;
     assert!(!log.contains("request completed"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_that_keeps_the_span_out_keeps_the_line_and_drops_its_span_fields() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let token = sim.token(&TokenSpec::new("alice"));
-    let port = free_port();
-    let config = proxy_config(
-        "line-only.toml",
-        port,
-        0,
-        &sim.base_url(),
-        "[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
-    );
-    let filter = "warn,itwin_proxy::pipeline::access=info";
-    let proxy = Running::start(&config, &[("RUST_LOG", filter)]);
-    let page = format!("http://127.0.0.1:{port}{}", page(2));
-    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
-    let hit = request(&client(), Method::GET, &page, bearer(&token), Bytes::new()).await;
-    assert_eq!(hit.status, 200);
-
-    let log = proxy.stop().await;
+    let env = [("RUST_LOG", "warn,itwin_proxy::pipeline::access=info")];
+    let log = log_of_a_miss_and_a_hit("line-only.toml", "", &env).await;
     let lines: Vec<Value> = log
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
@@ -247,4 +202,25 @@ async fn a_filter_that_keeps_the_span_out_keeps_the_line_and_drops_its_span_fiel
         assert!(line.get("span").is_none(), "no span fields: {line}");
         assert_eq!(line["complete"], true);
     }
+}
+
+/// The log of a proxy writing JSON lines at `info` (`log` adds to its `[log]` table), run with
+/// `env`, that served one page twice: a miss, then a hit.
+async fn log_of_a_miss_and_a_hit(name: &str, log: &str, env: &[(&str, &str)]) -> String {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let token = sim.token(&TokenSpec::new("alice"));
+    let port = free_port();
+    let config = proxy_config(
+        name,
+        port,
+        0,
+        &sim.base_url(),
+        &format!("[auth]\nissuer = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{log}"),
+    );
+    let proxy = Running::start(&config, env);
+    let page = format!("http://127.0.0.1:{port}{}", page(2));
+    assert_eq!(proxy.first_get(&page, bearer(&token)).await.status, 200);
+    let hit = request(&client(), Method::GET, &page, bearer(&token), Bytes::new()).await;
+    assert_eq!(hit.status, 200);
+    proxy.stop().await
 }

@@ -57,9 +57,9 @@ impl TokenReader {
     }
 
     /// What the bearer token `raw` says (see [`Token::parse`]), `None` when it is no token (a
-    /// byte that is not visible ASCII): read once, then remembered (and shared, so that reading it again costs
-    /// one reference count). Only a token not read before is checked: one read before was
-    /// checked then, and the same hash means the same bytes.
+    /// byte that is not visible ASCII): read once, then remembered (and shared, so that
+    /// reading it again costs one reference count). Only a token not read before is checked:
+    /// one read before was checked then, and the same hash means the same bytes.
     pub(crate) fn read_bearer(&self, raw: impl AsRef<[u8]>) -> Option<Arc<Token>> {
         let raw = raw.as_ref();
         let key = self.hasher.table_key();

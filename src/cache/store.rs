@@ -230,9 +230,14 @@ impl PageCache {
 
     /// What is held under `key` at `now`: fresh, stale but usable, or nothing usable.
     pub fn lookup(&self, key: &CacheKey, now: Instant) -> Lookup {
-        let Some(page) = self.pages.get(key) else {
-            return Lookup::Missing;
-        };
+        match self.pages.get(key) {
+            Some(page) => self.judge(page, now),
+            None => Lookup::Missing,
+        }
+    }
+
+    /// What `page`, held by this cache, is at `now`: fresh, stale but usable, or not usable.
+    pub fn judge(&self, page: Arc<CachedPage>, now: Instant) -> Lookup {
         let age = now.saturating_duration_since(page.stored_at);
         // `Age` and the Cache-Status ttl always add up to `cache.ttl` (whole seconds): the age
         // is rounded down while fresh and up once stale, so a stale page never reads `ttl=0`.

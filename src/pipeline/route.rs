@@ -117,6 +117,7 @@ impl Proxy {
         }
         let Ending { received, arrived } = ending;
         self.finish(&received.method, ctx, &response, received.started);
+        // The request id is cloned only when the line keeps it too.
         match arrived {
             Some(arrived) => {
                 response
@@ -161,24 +162,23 @@ impl Proxy {
             true => Some(self.required_token(&parts.headers)?),
             false => None,
         };
-        let step = if let Some(write) = Write::classify(&parts.method, path.path()) {
-            Step::Write(write)
-        } else {
-            match (token, cached::page_query(&parts, path.query())) {
-                (Some(token), Some(query)) => {
-                    // Built on demand: a hit never needs it.
-                    let outbound =
-                        || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
-                    let headers = &parts.headers;
-                    let refresh_needs = || Ok((outbound()?, ending.span()));
-                    match cached::answer_now(self, live, headers, token, refresh_needs, query, ctx)?
-                    {
-                        cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
-                        cached::Now::Later(pending) => Step::Page(pending),
-                    }
+        let query = token
+            .as_ref()
+            .and_then(|_| cached::page_query(&parts, path.query()));
+        let step = match (Write::classify(&parts.method, path.path()), token, query) {
+            (Some(write), _, _) => Step::Write(write),
+            (None, Some(token), Some(query)) => {
+                // Built on demand: a hit never needs it.
+                let outbound =
+                    || Outbound::from_client(live, &parts, &path, client.ip(), request_id);
+                let refresh_needs = || Ok((outbound()?, ending.span()));
+                let headers = &parts.headers;
+                match cached::answer_now(self, live, headers, token, refresh_needs, query, ctx)? {
+                    cached::Now::Answered(response) => return Ok(Routed::Answered(response)),
+                    cached::Now::Later(pending) => Step::Page(pending),
                 }
-                (token, _) => Step::PassThrough { token },
             }
+            (None, token, _) => Step::PassThrough { token },
         };
         Ok(Routed::Later(Box::new(Later {
             parts,

@@ -242,8 +242,8 @@ impl Proxy {
                 .checked_sub(shared.age)
                 .unwrap_or_else(Instant::now);
             let copy = CachedPage::new(&shared.headers, shared.body, stored_at);
-            if self.cache.store(key.clone(), copy, epoch).is_some()
-                && let Lookup::Fresh(held) = self.cache.lookup(key, Instant::now())
+            if let Some(stored) = self.cache.store(key.clone(), copy, epoch)
+                && let Lookup::Fresh(held) = self.cache.judge(stored, Instant::now())
             {
                 return Start::Shared(held);
             }

@@ -392,11 +392,19 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
         let in_flight = InFlight::default();
-        let handler = |request: Request<RequestBody>, _peer| async move {
-            if request.uri().path() == "/slow" {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+        let slow_started = Arc::new(tokio::sync::Notify::new());
+        let handler = {
+            let slow_started = Arc::clone(&slow_started);
+            move |request: Request<RequestBody>, _peer| {
+                let slow_started = Arc::clone(&slow_started);
+                async move {
+                    if request.uri().path() == "/slow" {
+                        slow_started.notify_one();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Response::new(crate::body::full("ok"))
+                }
             }
-            Response::new(crate::body::full("ok"))
         };
         // A grace period far past the test's bound: only connections that end on their own
         // let the drain finish in time.
@@ -419,12 +427,7 @@ mod tests {
         busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let started = async {
-            while in_flight.count() == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), started)
+        tokio::time::timeout(Duration::from_secs(10), slow_started.notified())
             .await
             .unwrap();
         stop.send(true).unwrap();

@@ -24,8 +24,8 @@ pub(crate) const TARGET: &str = "itwin_proxy::pipeline";
 /// The request span's name.
 pub(crate) const NAME: &str = "request";
 
-/// Whether the request's span is enabled: what its fields would be logged in. Asked without
-/// making the span, which a page served from memory never needs.
+/// Whether the request's span is enabled: what its fields would be logged in. Asked once,
+/// when the request line's writer is installed (see `access_line`), without making a span.
 pub(super) fn enabled() -> bool {
     tracing::span_enabled!(target: TARGET, tracing::Level::INFO)
 }

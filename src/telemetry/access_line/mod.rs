@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -113,7 +113,7 @@ thread_local! {
     static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
     /// The client address last written on this thread, and its text (empty before the first).
     static LAST_CLIENT: RefCell<(IpAddr, String)> =
-        const { RefCell::new((IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new())) };
+        const { RefCell::new((IpAddr::V4(Ipv4Addr::UNSPECIFIED), String::new())) };
 }
 
 /// Writes `line` to the installed sink, if any.
